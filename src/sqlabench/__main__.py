@@ -1,0 +1,3 @@
+from sqlabench.cli import main
+
+main()

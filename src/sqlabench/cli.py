@@ -1,0 +1,182 @@
+"""The `sqlabench` command: parses options, calls the library, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from sqlabench import __version__, backends, questions, runner, summary
+from sqlabench.errors import SqlabenchError
+from sqlabench.masking import mask_text
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_BAD_INPUT = 2
+
+out = Console(highlight=False, soft_wrap=False, width=max(130, Console().width))
+
+
+def one_line_errors(func: F) -> F:
+    """Turn user errors into one line on stderr and exit 2; never show a traceback to users."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SqlabenchError as exc:
+            click.echo(f"sqlabench: error: {mask_text(str(exc))}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("sqlabench: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get("SQLABENCH_DEBUG"):
+                raise
+            message = mask_text(" ".join(f"{exc.__class__.__name__}: {exc}".split()))
+            click.echo(
+                f"sqlabench: internal error: {message} (SQLABENCH_DEBUG=1 shows more)", err=True
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sqlabench")
+def main() -> None:
+    """Measured answers to SQLAlchemy 2.x performance questions, on real databases.
+
+    \b
+    sqlabench list                        what can run here
+    sqlabench run all                     every question, quick profile, all backends
+    sqlabench run engines -b psycopg      one question on one backend
+    """
+
+
+@main.command("list")
+@one_line_errors
+def list_command() -> None:
+    """Show the questions, the backends (and whether each can run here) and the profiles."""
+    table = RichTable(title="questions", title_justify="left")
+    table.add_column("question")
+    table.add_column("asks")
+    for q in questions.discover().values():
+        table.add_row(q.name, q.summary)
+    out.print(table)
+
+    url = os.environ.get(backends.POSTGRES_URL_ENV)
+    where = f"{backends.POSTGRES_URL_ENV}={mask_text(url)}" if url else "embedded (pgserver)"
+    table = RichTable(title="backends", title_justify="left")
+    for column in ("backend", "mode", "driver", "usable here", "database"):
+        table.add_column(column)
+    for b in backends.REGISTRY.values():
+        usable = (
+            f"yes ({b.distribution} {b.driver_version()})"
+            if b.driver_installed()
+            else (f"no: pip install {b.distribution}")
+        )
+        database = "temporary file" if b.server == "sqlite" else where
+        table.add_row(b.name, b.mode, b.dialect, usable, database)
+    out.print(table)
+
+    table = RichTable(title="profiles", title_justify="left")
+    table.add_column("profile")
+    table.add_column("meaning")
+    for name, meaning in questions.PROFILES.items():
+        table.add_row(name, meaning)
+    out.print(table)
+
+
+@main.command("run")
+@click.argument("question_names", metavar="QUESTION|all", nargs=-1)
+@click.option(
+    "--profile",
+    "-p",
+    default="quick",
+    show_default=True,
+    help="Data sizes and timing: smoke, quick or full.",
+)
+@click.option(
+    "--backend",
+    "-b",
+    "backend_names",
+    multiple=True,
+    metavar="NAME",
+    help="Backend to run; repeat for several. Default: every backend.",
+)
+@click.option(
+    "--postgres",
+    "postgres_url",
+    envvar=backends.POSTGRES_URL_ENV,
+    metavar="URL",
+    help="PostgreSQL server to use (also $SQLABENCH_POSTGRES_URL). "
+    "Default: an embedded server started and stopped by the run.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=str(runner.DEFAULT_OUT),
+    show_default=True,
+    metavar="DIR",
+    help="Directory for the new result file (never overwritten).",
+)
+@click.option(
+    "-k",
+    "select",
+    metavar="EXPR",
+    help="Only benchmarks whose id matches this pytest -k expression.",
+)
+@one_line_errors
+def run_command(
+    question_names: tuple[str, ...],
+    profile: str,
+    backend_names: tuple[str, ...],
+    postgres_url: str | None,
+    out_dir: str,
+    select: str | None,
+) -> None:
+    """Run QUESTION (or all) and write a new JSON result file into --out.
+
+    Every benchmark checks that it did its work and records how many SQL statements each
+    operation sent. Exit status: 0 when every benchmark passed, 1 when one failed (its error is
+    in the result file), 2 on bad input.
+    """
+    if not question_names:
+        raise SqlabenchError("name a question to run, or 'all' (see: sqlabench list)")
+    outcome = runner.run(question_names, profile, backend_names, postgres_url, out_dir, select)
+    print_tables(summary.tables(outcome.result))
+    servers: dict[str, list[str]] = {}
+    for b in outcome.result.info.backends:
+        where = "temporary files" if b.server == "sqlite" else b.url
+        servers.setdefault(f"{b.server} {b.server_version} ({where})", []).append(b.name)
+    for server, names in servers.items():
+        click.echo(f"{', '.join(names)}: {server}")
+    click.echo(f"wrote {outcome.path}")
+    if outcome.failed:
+        click.echo(
+            f"sqlabench: {outcome.failed} benchmark(s) failed; see 'failures' in the result",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def print_tables(tables: list[summary.Table]) -> None:
+    for t in tables:
+        table = RichTable(title=t.title, title_justify="left")
+        for i, column in enumerate(t.columns):
+            table.add_column(column, justify="left" if i < 3 else "right")
+        for row in t.rows:
+            table.add_row(*row)
+        out.print(table)
+        for note in t.notes:
+            out.print(note)
+
+
+if __name__ == "__main__":
+    main()

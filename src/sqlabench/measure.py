@@ -1,0 +1,113 @@
+"""Timing, statement counting and verification glue around pytest-benchmark.
+
+pytest-benchmark times plain callables. An async operation is timed without an event-loop
+round trip per call: the whole pytest-benchmark loop runs in a greenlet inside one running event
+loop, and each call hands its coroutine to that loop with a greenlet switch (the mechanism
+SQLAlchemy's own asyncio layer uses), which costs about a microsecond.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+try:  # SQLAlchemy 2.1 name, then the 2.0 one
+    from sqlalchemy.util import await_ as _await
+except ImportError:  # pragma: no cover - SQLAlchemy 2.0
+    from sqlalchemy.util import await_only as _await
+
+T = TypeVar("T")
+
+KEPT_RESULTS = 64
+"""How many of the last results of the timed calls are kept for verification."""
+
+
+class VerificationError(AssertionError):
+    """A benchmark did not do the work it claims to time."""
+
+
+class StatementCounter:
+    """Counts SQL statements sent to the driver (cursor executes; executemany counts once).
+
+    The SQLAlchemy layers are counted with the engine's `before_cursor_execute` event; raw-driver
+    benchmarks add to `count` themselves, once per statement they send. Transaction control
+    (BEGIN, COMMIT, ROLLBACK) is not counted in either.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._engines: list[Engine] = []
+
+    def _on_execute(self, *_: Any) -> None:
+        self.count += 1
+
+    def attach(self, engine: Engine | AsyncEngine) -> None:
+        sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(sync_engine, "before_cursor_execute", self._on_execute)
+        self._engines.append(sync_engine)
+
+    def detach(self) -> None:
+        for engine in self._engines:
+            event.remove(engine, "before_cursor_execute", self._on_execute)
+        self._engines.clear()
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What the timed calls did: how many there were, statements per call, the last results."""
+
+    calls: int
+    statements_per_call: float
+    results: list[T]
+
+
+def measure(benchmark: Any, op: Callable[[], T], counter: StatementCounter) -> Outcome[T]:
+    """Time `op` with pytest-benchmark, keeping its last results and counting its statements."""
+    kept: deque[T] = deque(maxlen=KEPT_RESULTS)
+    keep = kept.append
+    calls = 0
+
+    def target() -> None:
+        nonlocal calls
+        calls += 1
+        keep(op())
+
+    before = counter.count
+    benchmark(target)
+    if calls == 0:
+        raise VerificationError("the benchmark never called its operation")
+    return Outcome(calls, (counter.count - before) / calls, list(kept))
+
+
+async def measure_async(
+    benchmark: Any, op: Callable[[], Awaitable[T]], counter: StatementCounter
+) -> Outcome[T]:
+    """`measure` for a coroutine function; call it from inside the running event loop."""
+
+    def call_in_loop() -> T:
+        return _await(op())
+
+    outcome: Outcome[T] = await greenlet_spawn(measure, benchmark, call_in_loop, counter)
+    return outcome
+
+
+def check(condition: bool, message: str) -> None:
+    """Fail verification (and so the benchmark) unless `condition` holds."""
+    if not condition:
+        raise VerificationError(message)
+
+
+def check_statements(outcome: Outcome[Any], expected: int) -> int:
+    check(
+        outcome.statements_per_call == expected,
+        f"expected exactly {expected} SQL statement(s) per operation, "
+        f"counted {outcome.statements_per_call:g}",
+    )
+    return expected

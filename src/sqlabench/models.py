@@ -1,0 +1,84 @@
+"""The shared models and the seeded, deterministic data every question measures against.
+
+The data is a pure function of its size, so any benchmark can check what it read against what
+must be there without asking the database again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SEED = 20261124
+
+
+class Base(AsyncAttrs, DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(200), unique=True)
+    is_active: Mapped[bool] = mapped_column(Boolean)
+
+    posts: Mapped[list[Post]] = relationship(back_populates="author")
+
+
+class Post(Base):
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(String(200))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+
+    author: Mapped[User] = relationship(back_populates="posts")
+
+
+UserRow = tuple[int, str, str, bool]
+PostRow = tuple[int, str, int]
+
+
+@dataclass(frozen=True)
+class DataSize:
+    users: int
+    posts_per_user: int
+
+    @property
+    def posts(self) -> int:
+        return self.users * self.posts_per_user
+
+
+def user_row(user_id: int) -> UserRow:
+    """The seeded values of one user: every fourth user is inactive."""
+    return (user_id, f"user {user_id}", f"user{user_id}@example.com", user_id % 4 != 0)
+
+
+def post_row(post_id: int, size: DataSize) -> PostRow:
+    """The seeded values of one post; posts are numbered author by author."""
+    return (post_id, f"post {post_id}", (post_id - 1) // size.posts_per_user + 1)
+
+
+def iter_users(size: DataSize) -> Iterator[UserRow]:
+    return (user_row(i) for i in range(1, size.users + 1))
+
+
+def iter_posts(size: DataSize) -> Iterator[PostRow]:
+    return (post_row(i, size) for i in range(1, size.posts + 1))
+
+
+def active_users(size: DataSize) -> list[UserRow]:
+    return [row for row in iter_users(size) if row[3]]
+
+
+def seeded_ids(count: int, upper: int, salt: str = "") -> list[int]:
+    """`count` ids in 1..upper drawn from the fixed seed (the same list on every run)."""
+    rng = random.Random(f"{SEED}:{salt}")
+    return [rng.randint(1, upper) for _ in range(count)]

@@ -1,0 +1,310 @@
+"""The pytest plugin that scenario modules run under (imported by benchmarks/conftest.py).
+
+It turns `sqlabench run` options (or the same `--sqlabench-*` pytest options) into a RunContext:
+the chosen backends, the profile, the databases (starting an embedded PostgreSQL when no URL is
+given), the seeded data, progress lines and the `sqlabench` object of the result file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+import sqlabench
+from sqlabench.backends import (
+    POSTGRES_URL_ENV,
+    Backend,
+    PostgresTarget,
+    SqliteTarget,
+    Target,
+    postgres_target,
+    resolve_backends,
+)
+from sqlabench.database import prepare_postgres
+from sqlabench.errors import SqlabenchError
+from sqlabench.masking import mask_text
+from sqlabench.questions import PROFILES, discover
+from sqlabench.results import RESULT_KEY, SCHEMA_VERSION, BackendInfo, RunInfo, now_iso
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_benchmark_update_json",
+    "pytest_collection_finish",
+    "pytest_configure",
+    "pytest_runtest_makereport",
+    "pytest_unconfigure",
+    "sqlabench_run",
+]
+
+_CONTEXT_KEY = pytest.StashKey["RunContext"]()
+
+
+class RunContext:
+    """Everything one run shares: backends, profile, databases, seeded data and provenance."""
+
+    def __init__(
+        self,
+        backends: list[Backend],
+        profile: str,
+        postgres_url: str | None = None,
+        postgres: PostgresTarget | None = None,
+        postgres_version: str | None = None,
+        rtt_ms: float = 0.0,
+    ) -> None:
+        self.backends = backends
+        self.profile = profile
+        self.rtt_ms = rtt_ms
+        self.started = now_iso()
+        self.failures: list[dict[str, str]] = []
+        self.total = 0
+        self.done = 0
+        self._postgres_url = postgres_url
+        self._postgres = postgres
+        self._postgres_version = postgres_version
+        self._stack = contextlib.ExitStack()
+        self._workdir = Path(tempfile.mkdtemp(prefix="sqlabench-"))
+        self._stack.callback(shutil.rmtree, self._workdir, ignore_errors=True)
+        self._datasets: dict[str, str] = {}
+
+    def target(self, backend: Backend) -> Target:
+        if backend.server == "sqlite":
+            return SqliteTarget(self._workdir / f"{backend.name}.db")
+        if self._postgres is None:
+            self._postgres = self._stack.enter_context(postgres_target(self._postgres_url))
+            self._postgres_version = prepare_postgres(self._postgres)
+        return self._postgres
+
+    def seeded(self, backend: Backend, dataset: str, seed: Callable[[Target], None]) -> Target:
+        """The backend's database holding `dataset`, seeded once per database and run.
+
+        Backends sharing a server share its data; seeding another dataset replaces the tables.
+        """
+        target = self.target(backend)
+        if self._datasets.get(repr(target)) != dataset:
+            seed(target)
+            self._datasets[repr(target)] = dataset
+        return target
+
+    def server_version(self, backend: Backend) -> str:
+        if backend.server == "sqlite":
+            import sqlite3
+
+            return sqlite3.sqlite_version
+        self.target(backend)
+        return self._postgres_version or "unknown"
+
+    def mask(self, text: str) -> str:
+        if self._postgres is not None:
+            return self._postgres.mask(text)
+        return mask_text(text)
+
+    def backend_info(self) -> tuple[BackendInfo, ...]:
+        infos = []
+        for b in self.backends:
+            used = b.server == "sqlite" or self._postgres is not None
+            infos.append(
+                BackendInfo(
+                    name=b.name,
+                    server=b.server,
+                    mode=b.mode,
+                    dialect=b.dialect,
+                    driver=b.driver,
+                    driver_version=b.driver_version(),
+                    server_version=self.server_version(b) if used else "not used",
+                    url=self.target(b).display if used else "not used",
+                    settings=dict(b.settings),
+                )
+            )
+        return tuple(infos)
+
+    def run_info(self, questions: list[str], complete: bool) -> RunInfo:
+        hashes = {q.name: q.source_hash() for q in discover().values() if q.name in questions}
+        return RunInfo(
+            schema_version=SCHEMA_VERSION,
+            questions=tuple(questions),
+            profile=self.profile,
+            started=self.started,
+            finished=now_iso(),
+            complete=complete,
+            suite_version=sqlabench.__version__,
+            suite_commit=suite_commit(),
+            python=platform.python_version(),
+            sqlalchemy=sqlalchemy.__version__,
+            machine=machine_id(),
+            backends=self.backend_info(),
+            rtt_ms=self.rtt_ms,
+            scenario_hashes=hashes,
+            failures=tuple(self.failures),
+        )
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def suite_commit() -> str:
+    """The checkout's commit, with `-dirty` when benchmark or library files differ from it."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "benchmarks"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")  # fmt: skip
+
+
+def machine_id() -> str:
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus {platform.system()}"
+
+
+def context_of(config: pytest.Config) -> RunContext:
+    return config.stash[_CONTEXT_KEY]
+
+
+# --- hooks ----------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sqlabench")
+    group.addoption(
+        "--sqlabench-backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="backend to run (repeatable; default: all)",
+    )
+    group.addoption(
+        "--sqlabench-profile",
+        default="quick",
+        choices=list(PROFILES),
+        help="data sizes",
+    )
+    group.addoption(
+        "--sqlabench-postgres", default=None, metavar="URL",
+        help=f"PostgreSQL server URL (default: ${POSTGRES_URL_ENV}, else an embedded server)",
+    )  # fmt: skip
+
+
+class RunnerHooks:
+    """Handed to pytest.main by the runner: carries its already prepared RunContext."""
+
+    def __init__(self, context: RunContext, questions: list[str]) -> None:
+        self.context = context
+        self.questions = questions
+        self.json: dict[str, Any] | None = None
+
+
+def _runner_hooks(config: pytest.Config) -> RunnerHooks | None:
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, RunnerHooks):
+            return plugin
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    runner = _runner_hooks(config)
+    if runner is not None:
+        config.stash[_CONTEXT_KEY] = runner.context
+        return
+    try:
+        backends = resolve_backends(config.getoption("sqlabench_backend"))
+    except SqlabenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    url = config.getoption("sqlabench_postgres") or os.environ.get(POSTGRES_URL_ENV)
+    config.stash[_CONTEXT_KEY] = RunContext(backends, config.getoption("sqlabench_profile"), url)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _runner_hooks(config) is None and _CONTEXT_KEY in config.stash:
+        config.stash[_CONTEXT_KEY].close()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    context_of(session.config).total = len(session.items)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _progress(item, report)
+
+
+def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
+    ctx = context_of(item.config)
+    ctx.done += 1
+    name = item.name
+    if report.skipped:
+        status = "skipped"
+    elif report.failed:
+        message = _failure_message(report)
+        ctx.failures.append({"benchmark": name, "error": ctx.mask(message)})
+        status = "FAILED: " + ctx.mask(message)
+    else:
+        status = "ok"
+        bench = getattr(item, "funcargs", {}).get("benchmark")
+        stats = getattr(getattr(bench, "stats", None), "stats", None)
+        if stats is not None and getattr(stats, "data", None):
+            status = f"ok  median {format_seconds(stats.median)}"
+    width = len(str(ctx.total or 1))
+    print(f"[{ctx.done:>{width}}/{ctx.total}] {name}  {status}", file=sys.__stderr__, flush=True)
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return " ".join(str(crash.message).split())
+    return " ".join(str(report.longrepr).split())[-300:]
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
+) -> None:
+    ctx = context_of(config)
+    runner = _runner_hooks(config)
+    questions = runner.questions if runner else sorted(
+        {str(b.get("extra_info", {}).get("question")) for b in output_json["benchmarks"]}
+    )  # fmt: skip
+    complete = ctx.total > 0 and ctx.done == ctx.total
+    output_json[RESULT_KEY] = ctx.run_info(questions, complete).to_json()
+    if runner is not None:
+        runner.json = output_json
+
+
+@pytest.fixture(scope="session")
+def sqlabench_run(request: pytest.FixtureRequest) -> RunContext:
+    """The run's context: backends, profile, databases and seeded data."""
+    return context_of(request.config)

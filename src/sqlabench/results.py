@@ -1,0 +1,201 @@
+"""The result file: pytest-benchmark's JSON plus a typed, versioned `sqlabench` object.
+
+This module is the only one that reads or writes result files. It owns `SCHEMA_VERSION`, refuses
+files it cannot read with a one-line reason, and writes atomically without ever replacing a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlabench.errors import SqlabenchError
+
+SCHEMA_VERSION = 1
+RESULT_KEY = "sqlabench"
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    server: str
+    mode: str
+    dialect: str
+    driver: str
+    driver_version: str
+    server_version: str
+    url: str
+    """Where the database was, with any password masked."""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Provenance and shape of one run; everything compare, plot and report need to know."""
+
+    schema_version: int
+    questions: tuple[str, ...]
+    profile: str
+    started: str
+    finished: str
+    complete: bool
+    suite_version: str
+    suite_commit: str
+    python: str
+    sqlalchemy: str
+    machine: str
+    backends: tuple[BackendInfo, ...]
+    rtt_ms: float = 0.0
+    scenario_hashes: dict[str, str] = field(default_factory=dict)
+    failures: tuple[dict[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["questions"] = list(self.questions)
+        data["backends"] = [asdict(b) for b in self.backends]
+        data["failures"] = list(self.failures)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        fields = dict(data)
+        fields["questions"] = tuple(fields.get("questions", ()))
+        fields["backends"] = tuple(BackendInfo(**b) for b in fields.get("backends", ()))
+        fields["failures"] = tuple(fields.get("failures", ()))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One benchmark of a run: its name, what it measured and its timing statistics (seconds)."""
+
+    name: str
+    fullname: str
+    extra_info: dict[str, Any]
+    stats: dict[str, Any]
+
+    @property
+    def question(self) -> str:
+        return str(self.extra_info.get("question", ""))
+
+    @property
+    def backend(self) -> str:
+        return str(self.extra_info.get("backend", ""))
+
+    @property
+    def median(self) -> float:
+        return float(self.stats["median"])
+
+    @property
+    def data(self) -> list[float]:
+        return [float(x) for x in self.stats.get("data", [])]
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    path: Path | None
+    info: RunInfo
+    benchmarks: tuple[BenchmarkResult, ...]
+    raw: dict[str, Any]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def parse(data: Any, source: str) -> ResultFile:
+    """A result from decoded JSON, or a one-line SqlabenchError saying why it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise SqlabenchError(f"{source}: not a benchmark result (no 'benchmarks' list)")
+    info = data.get(RESULT_KEY)
+    if not isinstance(info, dict):
+        raise SqlabenchError(f"{source}: not a sqlabench result (no '{RESULT_KEY}' object)")
+    version = info.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SqlabenchError(
+            f"{source}: result schema version {version!r} is not supported "
+            f"(this sqlabench reads version {SCHEMA_VERSION})"
+        )
+    try:
+        run_info = RunInfo.from_json(info)
+        benchmarks = tuple(
+            BenchmarkResult(
+                name=str(b["name"]),
+                fullname=str(b.get("fullname", b["name"])),
+                extra_info=dict(b.get("extra_info") or {}),
+                stats=dict(b["stats"]),
+            )
+            for b in data["benchmarks"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SqlabenchError(f"{source}: malformed sqlabench result ({exc})") from None
+    return ResultFile(None, run_info, benchmarks, data)
+
+
+def load(path: str | os.PathLike[str]) -> ResultFile:
+    """Read a result file, or raise a one-line SqlabenchError saying why it cannot be read."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SqlabenchError(f"{p}: no such result file") from None
+    except IsADirectoryError:
+        raise SqlabenchError(f"{p}: is a directory, not a result file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SqlabenchError(f"{p}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SqlabenchError(f"{p}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    result = parse(data, str(p))
+    return ResultFile(p, result.info, result.benchmarks, result.raw)
+
+
+def ensure_writable_dir(directory: str | os.PathLike[str]) -> Path:
+    """Create `directory` if needed and prove a file can be written there, before any work."""
+    out = Path(directory)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", delete=True):
+            pass
+    except OSError as exc:
+        raise SqlabenchError(f"cannot write results to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def write_new(data: dict[str, Any], directory: str | os.PathLike[str], stem: str) -> Path:
+    """Write `data` as a new file `<stem>.json` (or `<stem>-N.json`) in `directory`.
+
+    The file appears complete or not at all (written to a temporary file, then hard-linked into
+    place), and an existing file is never replaced: linking fails if the name is taken.
+    """
+    out = ensure_writable_dir(directory)
+    payload = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    fd, tmp_name = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        for attempt in range(1, 1000):
+            final = out / (f"{stem}.json" if attempt == 1 else f"{stem}-{attempt}.json")
+            try:
+                os.link(tmp_name, final)
+            except FileExistsError:
+                continue
+            return final
+        raise SqlabenchError(f"cannot find a free result file name for {stem} in {out}")
+    except OSError as exc:
+        raise SqlabenchError(
+            f"cannot write a result file in {out}: {exc.strerror or exc}"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)

@@ -1,0 +1,132 @@
+"""Summary tables computed from a result file alone (the CLI prints them after a run)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlabench.results import BenchmarkResult, ResultFile
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    columns: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    notes: list[str] = field(default_factory=list)
+
+
+def format_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def format_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}×"
+
+
+def ratio(bench: BenchmarkResult | None, base: BenchmarkResult | None) -> float | None:
+    return bench.median / base.median if bench and base else None
+
+
+def iqr(bench: BenchmarkResult) -> float | None:
+    data = bench.data
+    if len(data) < 4:
+        return None
+    q1, _, q3 = statistics.quantiles(data, n=4)
+    return q3 - q1
+
+
+def engines_tables(result: ResultFile) -> list[Table]:
+    """Per backend and workload: median per layer, and each SQLAlchemy layer's cost over raw."""
+    cells: dict[tuple[str, str, str, str], BenchmarkResult] = {}
+    order: list[tuple[str, str, str]] = []
+    for b in result.benchmarks:
+        if b.question != "engines":
+            continue
+        info = b.extra_info
+        workload = str(info["workload"]) + (f" {info['page']}" if info.get("page") else "")
+        variant = {True: "expire", False: "noexpire"}.get(info.get("expire_on_commit"), "")  # type: ignore[arg-type]
+        key = (b.backend, workload, variant)
+        if key not in order:
+            order.append(key)
+        cells[(b.backend, workload, variant, str(info["layer"]))] = b
+    if not cells:
+        return []
+
+    def cell(backend: str, workload: str, variant: str, layer: str) -> BenchmarkResult | None:
+        return cells.get((backend, workload, variant, layer)) or cells.get(
+            (backend, workload, "", layer)
+        )
+
+    has_variants = {(b, w) for b, w, v in order if v}
+    rows = []
+    for backend, workload, variant in order:
+        if not variant and (backend, workload) in has_variants:
+            continue  # core and raw have no variant: they are shown on each variant's row
+        orm, core, raw = (cell(backend, workload, variant, x) for x in ("orm", "core", "raw"))
+        label = workload + (f" {variant}" if variant else "")
+        mode = next(b for b in (orm, core, raw) if b is not None).extra_info.get("mode", "")
+        stmts = "/".join(
+            str(b.extra_info.get("statements", "?")) if b else "-" for b in (orm, core, raw)
+        )
+        verified = all(b.extra_info.get("verified") for b in (orm, core, raw) if b)
+        rows.append(
+            (
+                backend, str(mode), label, stmts,
+                *(format_time(b.median if b else None) for b in (orm, core, raw)),
+                format_ratio(ratio(orm, raw)), format_ratio(ratio(core, raw)),
+                "yes" if verified else "NO",
+            )
+        )  # fmt: skip
+    return [
+        Table(
+            "engines: median time per operation",
+            ("backend", "mode", "workload", "stmts o/c/r", "orm", "core", "raw",
+             "orm/raw", "core/raw", "verified"),
+            rows,
+            ["Ratios compare medians measured in this run on this machine; lower is faster."],
+        )
+    ]  # fmt: skip
+
+
+def generic_table(result: ResultFile, question: str) -> Table:
+    rows: list[tuple[str, ...]] = [
+        (
+            b.name,
+            format_time(b.median),
+            format_time(iqr(b)),
+            str(b.extra_info.get("statements", "-")),
+            "yes" if b.extra_info.get("verified") else "NO",
+        )
+        for b in result.benchmarks
+        if b.question == question
+    ]
+    return Table(
+        f"{question}: median per operation",
+        ("benchmark", "median", "IQR", "stmts", "verified"),
+        rows,
+    )
+
+
+SUMMARIES: dict[str, Callable[[ResultFile], list[Table]]] = {"engines": engines_tables}
+
+
+def tables(result: ResultFile) -> list[Table]:
+    found = defaultdict(list)
+    for b in result.benchmarks:
+        found[b.question].append(b)
+    out: list[Table] = []
+    for question in result.info.questions:
+        if question not in found:
+            continue
+        summarize = SUMMARIES.get(question)
+        out.extend(summarize(result) if summarize else [generic_table(result, question)])
+    return out
