@@ -17,7 +17,9 @@ from sqlabench.backends import POSTGRES_URL_ENV, embedded_data_dir
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run `sqlabench ARGS` in a subprocess, as a user would, and capture its output."""
     full_env = {k: v for k, v in os.environ.items() if k != POSTGRES_URL_ENV}
     full_env.update(env or {})

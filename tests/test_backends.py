@@ -14,7 +14,7 @@ from sqlabench.errors import SqlabenchError
 
 def test_registry_has_the_five_backends() -> None:
     assert set(REGISTRY) == {"sqlite", "aiosqlite", "psycopg", "psycopg_async", "asyncpg"}
-    assert DEFAULT_BACKENDS == tuple(REGISTRY)
+    assert tuple(REGISTRY) == DEFAULT_BACKENDS
     assert {b.mode for b in REGISTRY.values()} == {"sync", "async"}
 
 

@@ -74,7 +74,9 @@ def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
         (json.dumps({"benchmarks": []}), "not a sqlabench result"),
     ],
 )
-def test_unreadable_files_are_one_line_errors(tmp_path: Path, content: str | None, message: str) -> None:
+def test_unreadable_files_are_one_line_errors(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
     path = tmp_path / "r.json"
     if content is not None:
         path.write_text(content)
