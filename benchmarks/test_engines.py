@@ -13,23 +13,22 @@ and build the response from the user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from sqlabench.backends import (
     Backend,
     Target,
-    engine_options,
     placeholders,
     raw_connect,
     raw_connect_async,
-    sqlalchemy_url,
 )
 from sqlabench.database import seed, setup_engine
 from sqlabench.measure import (
@@ -49,7 +48,15 @@ from sqlabench.models import (
     seeded_ids,
     user_row,
 )
-from sqlabench.plugin import RunContext, context_of
+from sqlabench.plugin import RunContext
+from sqlabench.scenario import (
+    async_engine,
+    async_held_connection,
+    case_by_id,
+    held_connection,
+    parametrize_cases,
+    sync_engine,
+)
 
 QUESTION = "engines"
 
@@ -118,18 +125,13 @@ def cases(backends: list[Backend], profile: str) -> list[Case]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "case" in metafunc.fixturenames:
-        ctx = context_of(metafunc.config)
-        ids = [c.id for c in cases(ctx.backends, ctx.profile)]
-        # ids, not objects, as parameters: pytest-benchmark stores them in the result JSON
-        metafunc.parametrize("case", ids, ids=ids, indirect=True)
+    parametrize_cases(metafunc, lambda ctx: cases(ctx.backends, ctx.profile))
 
 
 @pytest.fixture
 def case(request: pytest.FixtureRequest, sqlabench_run: RunContext) -> Case:
     """The case named by the test's parameter."""
-    by_id = {c.id: c for c in cases(sqlabench_run.backends, sqlabench_run.profile)}
-    return by_id[request.param]
+    return case_by_id(request, cases(sqlabench_run.backends, sqlabench_run.profile))  # type: ignore[no-any-return]
 
 
 # --- the workloads, one class per layer and mode ------------------------------------------------
@@ -438,14 +440,14 @@ class Plan:
             async def request_async() -> Any:
                 uid = next(ids)
                 written[uid] = name = f"user {uid} r{next(serial)}"
-                return name, await layer.request(uid, name, expire)
+                return uid, name, await layer.request(uid, name, expire)
 
             return request_async
 
         def request() -> Any:
             uid = next(ids)
             written[uid] = name = f"user {uid} r{next(serial)}"
-            return name, layer.request(uid, name, expire)
+            return uid, name, layer.request(uid, name, expire)
 
         return request
 
@@ -479,10 +481,10 @@ class Plan:
                 check([as_join_row(r) for r in result] == expected_join, "join returned wrong rows")
             rows = case.page
         else:
-            for name, (uid, response_name, email) in outcome.results:
+            for uid, name, response in outcome.results:
                 check(
-                    (response_name, email) == (name, user_row(uid)[2]),
-                    f"request for user {uid} answered {response_name!r}, not {name!r}",
+                    tuple(response) == (uid, name, user_row(uid)[2]),
+                    f"request for user {uid} answered {response!r}",
                 )
             self.verify_committed(target)
             rows = 1
@@ -510,12 +512,9 @@ def make_sync_layer(case: Case, target: Target, counter: StatementCounter, stack
         conn = raw_connect(case.backend, target)
         stack.callback(conn.close)
         return SyncRaw(conn, RawSql(case.backend), counter)
-    engine = create_engine(sqlalchemy_url(case.backend, target), **engine_options(case.backend))
-    stack.callback(engine.dispose)
-    counter.attach(engine)
-    conn = engine.connect()
-    stack.callback(conn.close)
-    conn.begin()  # reads share one open transaction; request checks out its own connections
+    engine = sync_engine(case.backend, target, counter, stack)
+    # reads share one open transaction; request checks out its own connections
+    conn = held_connection(engine, stack)
     return (SyncOrm if case.layer == "orm" else SyncCore)(engine, conn)
 
 
@@ -532,34 +531,22 @@ async def make_async_layer(
                 await conn.execute("BEGIN")
             return AsyncpgRaw(conn, sql, counter)
         return AsyncDbapiRaw(conn, sql, counter)
-    engine = create_async_engine(
-        sqlalchemy_url(case.backend, target), **engine_options(case.backend)
-    )
-    stack.push_async_callback(engine.dispose)
-    counter.attach(engine)
-    conn = await engine.connect()
-    stack.push_async_callback(conn.close)
-    await conn.begin()
+    engine = await async_engine(case.backend, target, counter, stack)
+    conn = await async_held_connection(engine, stack)
     return (AsyncOrm if case.layer == "orm" else AsyncCore)(engine, conn)
 
 
 def run_sync(benchmark: Any, case: Case, plan: Plan, target: Target) -> dict[str, Any]:
-    import contextlib
-
     counter = StatementCounter()
     with contextlib.ExitStack() as stack:
-        stack.callback(counter.detach)
         layer = make_sync_layer(case, target, counter, stack)
         outcome = measure(benchmark, plan.operation(layer), counter)
     return plan.verify(outcome, target)
 
 
 async def run_async(benchmark: Any, case: Case, plan: Plan, target: Target) -> dict[str, Any]:
-    import contextlib
-
     counter = StatementCounter()
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(counter.detach)
         layer = await make_async_layer(case, target, counter, stack)
         outcome = await measure_async(benchmark, plan.operation(layer), counter)
     return plan.verify(outcome, target)

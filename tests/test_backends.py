@@ -43,12 +43,17 @@ def test_bad_postgres_urls(raw: str, message: str) -> None:
     assert "pw" not in str(info.value)
 
 
-def test_driver_is_stripped_and_unix_socket_host_is_kept() -> None:
-    url = parse_postgres_url("postgresql+asyncpg://postgres:@/postgres?host=/tmp/pg")
+def test_driver_is_stripped_and_query_parameters_reach_the_raw_drivers() -> None:
+    url = parse_postgres_url("postgresql+asyncpg://u:pw@/db?host=/tmp/pg&application_name=x")
     assert url.drivername == "postgresql"
-    params = PostgresTarget(url, embedded=True).connect_params()
-    assert params["host"] == "/tmp/pg"
-    assert params["database"] == "postgres"
+    dsn = PostgresTarget(url, embedded=True).dsn()
+    assert dsn.startswith("postgresql://u:pw@/db?")
+    assert "host=%2Ftmp%2Fpg" in dsn and "application_name=x" in dsn
+
+
+def test_a_port_that_is_not_a_number_is_bad_input() -> None:
+    with pytest.raises(SqlabenchError, match="not a database URL"):
+        parse_postgres_url("postgresql://postgres@127.0.0.1:abc/test")
 
 
 def test_placeholders_follow_each_paramstyle() -> None:

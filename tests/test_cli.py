@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,64 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
     done = run_cli("run", "engines", "-b", "sqlite", "--out", str(blocker / "runs"))
     assert_one_line_error(done, "cannot write results")
     assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "No such option '--bogus'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["run", "engines", "--profile"], "requires an argument"),
+        (["run", "engines", "-b", "sqlite", "-k", "and ("], "invalid -k expression"),
+        (["run", "engines", "-b", "sqlite", "-k", "nothingmatches"], "no benchmark matches -k"),
+        (
+            ["run", "engines", "-b", "psycopg", "--postgres", "postgresql://u@h:abc/d"],
+            "not a database URL",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_too(args: list[str], message: str, tmp_path: Path) -> None:
+    if args[0] == "run":
+        done = run_cli("run", "--out", str(tmp_path / "new"), *args[1:])
+    else:
+        done = run_cli(*args)
+    assert_one_line_error(done, message)
+    assert not (tmp_path / "new").exists()
+
+
+def test_bare_command_shows_help() -> None:
+    done = run_cli()
+    assert done.returncode == 0 and "Usage: sqlabench" in done.stdout
+
+
+BROKEN_SCENARIO = '''
+"""Does a run whose every benchmark fails still leave a result?"""
+import pytest
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_broken(benchmark, sqlabench_run, n):
+    raise RuntimeError(f"broken before timing {n}")
+'''
+
+
+def test_a_run_where_every_benchmark_fails_is_still_recorded(tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    bench_dir = tmp_path / "benchmarks"
+    bench_dir.mkdir()
+    (bench_dir / "conftest.py").write_text((ROOT / "benchmarks" / "conftest.py").read_text())
+    (bench_dir / "pytest.ini").write_text((ROOT / "benchmarks" / "pytest.ini").read_text())
+    (bench_dir / "test_broken.py").write_text(BROKEN_SCENARIO)
+    out = tmp_path / "out"
+    done = run_cli(
+        "run", "broken", "-b", "sqlite", "--out", str(out),
+        env={"SQLABENCH_BENCHMARKS": str(bench_dir)},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    [path] = out.glob("*.json")
+    data = json.loads(path.read_text())
+    assert data["benchmarks"] == []
+    assert data["sqlabench"]["complete"] is False
+    errors = [f["error"] for f in data["sqlabench"]["failures"]]
+    assert len(errors) == 2 and all("broken before timing" in e for e in errors)

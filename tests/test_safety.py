@@ -71,3 +71,22 @@ def test_a_foreign_schema_named_sqlabench_is_refused(
     assert "not made by sqlabench" in done.stderr
     assert conn.execute("SELECT id FROM sqlabench.users").fetchall() == [(7,)]
     conn.close()
+
+
+def test_two_runs_on_one_database_cannot_overlap(
+    scratch_database: str,
+    pg_connect,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlabench.database import RUN_LOCK_KEY
+
+    holder = pg_connect(scratch_database)  # stands in for a run in progress
+    holder.execute("SELECT pg_advisory_lock(%s)", (RUN_LOCK_KEY,))
+    done = run_cli(
+        "run", "engines", "--profile", "smoke", "-b", "psycopg",
+        "--out", str(tmp_path), "--postgres", scratch_database,
+    )  # fmt: skip
+    holder.close()
+    assert done.returncode == 2
+    assert "another sqlabench run is using the database" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -159,16 +159,9 @@ class PostgresTarget:
     def display(self) -> str:
         return mask_url(self.url) + (" (embedded)" if self.embedded else "")
 
-    def connect_params(self) -> dict[str, Any]:
-        host = self.url.host or self.url.query.get("host")
-        params: dict[str, Any] = {
-            "host": host if isinstance(host, str) else None,
-            "port": self.url.port,
-            "user": self.url.username,
-            "password": self.url.password,
-            "database": self.url.database,
-        }
-        return {k: v for k, v in params.items() if v is not None}
+    def dsn(self) -> str:
+        """The URL as a libpq/asyncpg DSN, query parameters included (holds the password)."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def mask(self, text: str) -> str:
         password = self.url.password
@@ -182,7 +175,8 @@ def parse_postgres_url(raw: str) -> URL:
     """A user-given PostgreSQL URL as a plain postgresql:// URL, or a one-line error."""
     try:
         url = make_url(raw)
-    except ArgumentError:
+        url.port  # noqa: B018  (a port that is not a number fails here)
+    except (ArgumentError, ValueError):
         raise SqlabenchError(f"not a database URL: {mask_text(raw)!r}") from None
     if url.get_backend_name() != "postgresql":
         raise SqlabenchError(f"not a PostgreSQL URL: {mask_url(url)!r}")
@@ -203,7 +197,9 @@ def postgres_target(url: str | None) -> Iterator[PostgresTarget]:
         yield PostgresTarget(parse_postgres_url(url), embedded=False)
         return
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import pgserver
     except ImportError:
         raise SqlabenchError(
             "no PostgreSQL URL given and the embedded server package 'pgserver' is not "
@@ -265,9 +261,7 @@ def raw_connect(backend: Backend, target: Target) -> Any:
         import psycopg
 
         assert isinstance(target, PostgresTarget)
-        params = target.connect_params()
-        params["dbname"] = params.pop("database")
-        return psycopg.connect(**params, **connect_args(backend))
+        return psycopg.connect(target.dsn(), **connect_args(backend))
     raise ValueError(f"{backend.name} is not a sync backend")
 
 
@@ -282,15 +276,13 @@ async def raw_connect_async(backend: Backend, target: Target) -> Any:
         import psycopg
 
         assert isinstance(target, PostgresTarget)
-        params = target.connect_params()
-        params["dbname"] = params.pop("database")
-        return await psycopg.AsyncConnection.connect(**params, **connect_args(backend))
+        return await psycopg.AsyncConnection.connect(target.dsn(), **connect_args(backend))
     if backend.driver == "asyncpg":
         import asyncpg
 
         assert isinstance(target, PostgresTarget)
         return await asyncpg.connect(
-            **target.connect_params(),
+            target.dsn(),
             statement_cache_size=ASYNCPG_STATEMENT_CACHE,
             **connect_args(backend),
         )

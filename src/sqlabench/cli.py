@@ -47,9 +47,26 @@ def one_line_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def main(argv: list[str] | None = None) -> None:
+    """The console script: click's usage errors, too, become one line and exit 2."""
+    try:
+        code = cli.main(args=argv, prog_name="sqlabench", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            click.echo(exc.ctx.get_help())  # bare `sqlabench`: the help, as a git user expects
+            sys.exit(0)
+        message = " ".join(exc.format_message().split())
+        click.echo(f"sqlabench: error: {message} (see: sqlabench --help)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.Abort:
+        click.echo("sqlabench: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sqlabench")
-def main() -> None:
+def cli() -> None:
     """Measured answers to SQLAlchemy 2.x performance questions, on real databases.
 
     \b
@@ -59,7 +76,7 @@ def main() -> None:
     """
 
 
-@main.command("list")
+@cli.command("list")
 @one_line_errors
 def list_command() -> None:
     """Show the questions, the backends (and whether each can run here) and the profiles."""
@@ -93,7 +110,7 @@ def list_command() -> None:
     out.print(table)
 
 
-@main.command("run")
+@cli.command("run")
 @click.argument("question_names", metavar="QUESTION|all", nargs=-1)
 @click.option(
     "--profile",

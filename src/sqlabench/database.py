@@ -7,6 +7,8 @@ the schema: connections run with `search_path=sqlabench` and nothing else.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, text
@@ -22,9 +24,21 @@ from sqlabench.backends import (
     sqlalchemy_url,
 )
 from sqlabench.errors import SqlabenchError
-from sqlabench.models import Base, DataSize, Post, User, iter_posts, iter_users
+from sqlabench.models import (
+    Address,
+    Base,
+    Comment,
+    DataSize,
+    Post,
+    User,
+    iter_addresses,
+    iter_comments,
+    iter_posts,
+    iter_users,
+)
 
 SCHEMA_MARKER = "sqlabench: made and owned by the sqlabench benchmark suite"
+RUN_LOCK_KEY = 0x5A1AB3AC  # advisory lock key; advisory locks are per database
 MIN_POSTGRES_VERSION = 120000
 SEED_BATCH = 5000
 
@@ -36,7 +50,7 @@ def setup_engine(target: Target) -> Engine:
 
 
 def _describe_connect_error(target: PostgresTarget, exc: BaseException) -> str:
-    detail = " ".join(str(getattr(exc, "orig", exc)).split())
+    detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
     return f"cannot connect to PostgreSQL at {target.display}: {target.mask(detail)}"
 
 
@@ -84,10 +98,33 @@ def _ensure_owned_schema(conn: Any) -> None:
         )
 
 
-def sqlite_version(target: SqliteTarget) -> str:
-    import sqlite3
+def _reset_owned_schema(conn: Any) -> None:
+    """Empty the suite's own schema: whatever an older or newer sqlabench left there goes."""
+    _ensure_owned_schema(conn)
+    conn.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
+    conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+    conn.execute(text(f"COMMENT ON SCHEMA {SCHEMA} IS '{SCHEMA_MARKER}'"))
 
-    return sqlite3.sqlite_version
+
+@contextlib.contextmanager
+def exclusive_use(target: PostgresTarget) -> Iterator[None]:
+    """Hold the database's sqlabench lock for a run: two runs would re-seed under each other."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(target.dsn(), autocommit=True)
+    except psycopg.Error as exc:
+        raise SqlabenchError(_describe_connect_error(target, exc)) from None
+    try:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()
+        if not (got and got[0]):
+            raise SqlabenchError(
+                f"another sqlabench run is using the database at {target.display}; "
+                "wait for it to finish (runs on one database cannot share it)"
+            )
+        yield
+    finally:
+        conn.close()  # closing the session releases the lock
 
 
 def seed(target: Target, size: DataSize) -> None:
@@ -96,16 +133,19 @@ def seed(target: Target, size: DataSize) -> None:
     try:
         with engine.begin() as conn:
             if isinstance(target, PostgresTarget):
-                _ensure_owned_schema(conn)
-            Base.metadata.drop_all(conn)
+                _reset_owned_schema(conn)
+            else:
+                Base.metadata.drop_all(conn)
             Base.metadata.create_all(conn)
             _insert_batches(conn, User, iter_users(size), ("id", "name", "email", "is_active"))
             _insert_batches(conn, Post, iter_posts(size), ("id", "title", "author_id"))
-        if isinstance(target, PostgresTarget):
-            with engine.connect() as conn:
-                conn.execute(text("ANALYZE users"))
-                conn.execute(text("ANALYZE posts"))
-                conn.commit()
+            _insert_batches(conn, Comment, iter_comments(size), ("id", "body", "post_id"))
+            _insert_batches(conn, Address, iter_addresses(size), ("id", "email", "user_id"))
+        with engine.connect() as conn:
+            # fresh statistics, so the planner sees the seeded sizes and not empty tables
+            for table in Base.metadata.sorted_tables:
+                conn.execute(text(f"ANALYZE {table.name}"))
+            conn.commit()
     finally:
         engine.dispose()
 

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.cursor import CursorFetchStrategy
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -44,12 +45,18 @@ class StatementCounter:
     (BEGIN, COMMIT, ROLLBACK) is not counted in either.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, count_rows: bool = False) -> None:
         self.count = 0
+        self.rows = 0
         self._engines: list[Engine] = []
+        self._fetch = _CountingFetchStrategy(self) if count_rows else None
 
-    def _on_execute(self, *_: Any) -> None:
+    def _on_execute(
+        self, conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: bool
+    ) -> None:
         self.count += 1
+        if self._fetch is not None and context is not None:
+            context.cursor_fetch_strategy = self._fetch
 
     def attach(self, engine: Engine | AsyncEngine) -> None:
         sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
@@ -62,6 +69,33 @@ class StatementCounter:
         self._engines.clear()
 
 
+class _CountingFetchStrategy(CursorFetchStrategy):
+    """SQLAlchemy's default way of fetching from the driver's cursor, counting the rows.
+
+    With `count_rows`, every statement's result fetches through this, so `rows` is the number
+    of rows the database sent (duplicates of a joined eager load included).
+    """
+
+    def __init__(self, counter: StatementCounter) -> None:
+        self.counter = counter
+
+    def fetchone(self, result: Any, dbapi_cursor: Any, hard_close: bool = False) -> Any:
+        row = super().fetchone(result, dbapi_cursor, hard_close)
+        if row is not None:
+            self.counter.rows += 1
+        return row
+
+    def fetchmany(self, result: Any, dbapi_cursor: Any, size: int | None = None) -> Any:
+        rows = super().fetchmany(result, dbapi_cursor, size)
+        self.counter.rows += len(rows or ())
+        return rows
+
+    def fetchall(self, result: Any, dbapi_cursor: Any) -> Any:
+        rows = super().fetchall(result, dbapi_cursor)
+        self.counter.rows += len(rows or ())
+        return rows
+
+
 @dataclass(frozen=True)
 class Outcome(Generic[T]):
     """What the timed calls did: how many there were, statements per call, the last results."""
@@ -69,11 +103,14 @@ class Outcome(Generic[T]):
     calls: int
     statements_per_call: float
     results: list[T]
+    rows_per_call: float = 0.0
 
 
-def measure(benchmark: Any, op: Callable[[], T], counter: StatementCounter) -> Outcome[T]:
+def measure(
+    benchmark: Any, op: Callable[[], T], counter: StatementCounter, keep_last: int = KEPT_RESULTS
+) -> Outcome[T]:
     """Time `op` with pytest-benchmark, keeping its last results and counting its statements."""
-    kept: deque[T] = deque(maxlen=KEPT_RESULTS)
+    kept: deque[T] = deque(maxlen=keep_last)
     keep = kept.append
     calls = 0
 
@@ -82,18 +119,29 @@ def measure(benchmark: Any, op: Callable[[], T], counter: StatementCounter) -> O
         calls += 1
         keep(op())
 
-    before = counter.count
+    before, rows_before = counter.count, counter.rows
     benchmark(target)
+    return _outcome(calls, counter, before, rows_before, kept)
+
+
+def _outcome(
+    calls: int, counter: StatementCounter, before: int, rows_before: int, kept: deque[T]
+) -> Outcome[T]:
     if calls == 0:
         raise VerificationError("the benchmark never called its operation")
-    return Outcome(calls, (counter.count - before) / calls, list(kept))
+    return Outcome(
+        calls, (counter.count - before) / calls, list(kept), (counter.rows - rows_before) / calls
+    )
 
 
 async def measure_async(
-    benchmark: Any, op: Callable[[], Awaitable[T]], counter: StatementCounter
+    benchmark: Any,
+    op: Callable[[], Awaitable[T]],
+    counter: StatementCounter,
+    keep_last: int = KEPT_RESULTS,
 ) -> Outcome[T]:
     """`measure` for a coroutine function; call it from inside the running event loop."""
-    kept: deque[T] = deque(maxlen=KEPT_RESULTS)
+    kept: deque[T] = deque(maxlen=keep_last)
     keep = kept.append
     calls = 0
 
@@ -103,11 +151,9 @@ async def measure_async(
         keep(await op())
 
     _time_rounds_in_loop(benchmark, target)
-    before = counter.count
+    before, rows_before = counter.count, counter.rows
     await greenlet_spawn(benchmark, lambda: _await(target()))
-    if calls == 0:
-        raise VerificationError("the benchmark never called its operation")
-    return Outcome(calls, (counter.count - before) / calls, list(kept))
+    return _outcome(calls, counter, before, rows_before, kept)
 
 
 def _time_rounds_in_loop(benchmark: Any, target: Callable[[], Awaitable[None]]) -> None:

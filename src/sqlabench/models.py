@@ -30,6 +30,7 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean)
 
     posts: Mapped[list[Post]] = relationship(back_populates="author")
+    addresses: Mapped[list[Address]] = relationship(back_populates="user")
 
 
 class Post(Base):
@@ -40,20 +41,52 @@ class Post(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
 
     author: Mapped[User] = relationship(back_populates="posts")
+    comments: Mapped[list[Comment]] = relationship(back_populates="post")
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    body: Mapped[str] = mapped_column(String(200))
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+
+    post: Mapped[Post] = relationship(back_populates="comments")
+
+
+class Address(Base):
+    __tablename__ = "addresses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    email: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+
+    user: Mapped[User] = relationship(back_populates="addresses")
 
 
 UserRow = tuple[int, str, str, bool]
 PostRow = tuple[int, str, int]
+ChildRow = tuple[int, str, int]
 
 
 @dataclass(frozen=True)
 class DataSize:
     users: int
     posts_per_user: int
+    comments_per_post: int = 0
+    addresses_per_user: int = 0
 
     @property
     def posts(self) -> int:
         return self.users * self.posts_per_user
+
+    @property
+    def comments(self) -> int:
+        return self.posts * self.comments_per_post
+
+    @property
+    def addresses(self) -> int:
+        return self.users * self.addresses_per_user
 
 
 def user_row(user_id: int) -> UserRow:
@@ -66,12 +99,31 @@ def post_row(post_id: int, size: DataSize) -> PostRow:
     return (post_id, f"post {post_id}", (post_id - 1) // size.posts_per_user + 1)
 
 
+def comment_row(comment_id: int, size: DataSize) -> ChildRow:
+    """The seeded values of one comment; comments are numbered post by post."""
+    return (comment_id, f"comment {comment_id}", (comment_id - 1) // size.comments_per_post + 1)
+
+
+def address_row(address_id: int, size: DataSize) -> ChildRow:
+    """The seeded values of one address; addresses are numbered user by user."""
+    user_id = (address_id - 1) // size.addresses_per_user + 1
+    return (address_id, f"address{address_id}@example.com", user_id)
+
+
 def iter_users(size: DataSize) -> Iterator[UserRow]:
     return (user_row(i) for i in range(1, size.users + 1))
 
 
 def iter_posts(size: DataSize) -> Iterator[PostRow]:
     return (post_row(i, size) for i in range(1, size.posts + 1))
+
+
+def iter_comments(size: DataSize) -> Iterator[ChildRow]:
+    return (comment_row(i, size) for i in range(1, size.comments + 1))
+
+
+def iter_addresses(size: DataSize) -> Iterator[ChildRow]:
+    return (address_row(i, size) for i in range(1, size.addresses + 1))
 
 
 def active_users(size: DataSize) -> list[UserRow]:

@@ -158,9 +158,25 @@ def load(path: str | os.PathLike[str]) -> ResultFile:
     return ResultFile(p, result.info, result.benchmarks, result.raw)
 
 
-def ensure_writable_dir(directory: str | os.PathLike[str]) -> Path:
-    """Create `directory` if needed and prove a file can be written there, before any work."""
+def check_writable_dir(directory: str | os.PathLike[str]) -> Path:
+    """Fail now, before any work, if result files could not be written into `directory`.
+
+    Nothing is created: a missing directory is made only when the first result is written.
+    """
     out = Path(directory)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SqlabenchError(f"cannot write results to {out}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SqlabenchError(f"cannot write results to {out}: {existing} is not writable")
+    return out
+
+
+def ensure_writable_dir(directory: str | os.PathLike[str]) -> Path:
+    """Create `directory` if needed and prove a file can be written there."""
+    out = check_writable_dir(directory)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", delete=True):

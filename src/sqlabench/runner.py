@@ -7,7 +7,6 @@ costs a second, not a run.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,21 +17,23 @@ import pytest
 from sqlabench import questions as question_registry
 from sqlabench import results
 from sqlabench.backends import postgres_target, resolve_backends
-from sqlabench.database import prepare_postgres
+from sqlabench.database import exclusive_use, prepare_postgres
 from sqlabench.errors import SqlabenchError
 from sqlabench.plugin import RunContext, RunnerHooks
 
 DEFAULT_OUT = Path("results/runs")
 
-# pytest-benchmark's calibration per profile: rounds are single operations (all take > 10 µs),
-# warm-up runs first so prepared statements and caches are in their steady state.
+# pytest-benchmark's calibration per profile. Operations of 20 µs or more are timed one per
+# round; warm-up runs first so prepared statements (psycopg prepares on the 5th execution) and
+# SQLAlchemy's compiled cache are in their steady state. Warm-up rounds cost as much as
+# measured ones, so slow operations (lazy loading hundreds of rows) keep them few.
 TIMING: dict[str, list[str]] = {
     "smoke": [
         "--benchmark-min-rounds=3", "--benchmark-max-time=0.005", "--benchmark-warmup=off",
     ],
     "quick": [
-        "--benchmark-min-rounds=25", "--benchmark-max-time=0.25", "--benchmark-min-time=0.00002",
-        "--benchmark-warmup=on", "--benchmark-warmup-iterations=20",
+        "--benchmark-min-rounds=10", "--benchmark-max-time=0.25", "--benchmark-min-time=0.00002",
+        "--benchmark-warmup=on", "--benchmark-warmup-iterations=5",
     ],
     "full": [
         "--benchmark-min-rounds=100", "--benchmark-max-time=2.0", "--benchmark-min-time=0.00002",
@@ -49,6 +50,22 @@ class RunOutcome:
     """How many benchmarks failed (errors or failed verification)."""
 
 
+def check_selection(select: str | None) -> None:
+    """A bad -k expression is bad input, said in one line before anything starts."""
+    if not select:
+        return
+    try:
+        from _pytest.mark.expression import Expression
+    except ImportError:  # pragma: no cover - pytest moved it; pytest will say so itself
+        return
+    try:
+        Expression.compile(select)
+    except SyntaxError as exc:
+        raise SqlabenchError(
+            f"invalid -k expression {select!r}: at column {exc.offset}: {exc.msg}"
+        ) from None
+
+
 def run(
     question_names: list[str] | tuple[str, ...],
     profile: str = "quick",
@@ -61,13 +78,15 @@ def run(
     chosen = question_registry.resolve(list(question_names))
     question_registry.check_profile(profile)
     backends = resolve_backends(list(backend_names))
-    out = results.ensure_writable_dir(out_dir)
+    check_selection(select)
+    results.check_writable_dir(out_dir)
     names = [q.name for q in chosen]
 
     with contextlib.ExitStack() as stack:
         postgres = version = None
         if any(b.server == "postgresql" for b in backends):
             postgres = stack.enter_context(postgres_target(postgres_url))
+            stack.enter_context(exclusive_use(postgres))
             version = prepare_postgres(postgres)
         context = RunContext(backends, profile, postgres_url, postgres, version)
         stack.callback(context.close)
@@ -77,6 +96,7 @@ def run(
             *(str(q.path) for q in chosen),
             # progress and summary come from sqlabench; pytest's own reporter stays silent
             "-p", "no:terminal", "-p", "no:cacheprovider",
+            "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
             f"-c={question_registry.benchmarks_dir() / 'pytest.ini'}",
             f"--rootdir={question_registry.benchmarks_dir()}",
             f"--benchmark-json={scratch / 'pytest-benchmark.json'}",
@@ -85,18 +105,22 @@ def run(
         ]  # fmt: skip
         if select:
             args += ["-k", select]
-        exit_code = pytest.main([a for a in args if a], plugins=[hooks])
+        exit_code = pytest.main(args, plugins=[hooks])
         if exit_code == pytest.ExitCode.INTERRUPTED:
             raise KeyboardInterrupt
+        if exit_code == pytest.ExitCode.NO_TESTS_COLLECTED:
+            raise SqlabenchError(
+                f"no benchmark matches -k {select!r}" if select else "no benchmark to run"
+            )
         if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             raise SqlabenchError(f"the benchmark session stopped early (pytest exit {exit_code})")
-        data = hooks.json
-        if data is None:
-            raw = scratch / "pytest-benchmark.json"
-            data = json.loads(raw.read_text()) if raw.exists() else None
-        if data is None or results.RESULT_KEY not in data:
-            raise SqlabenchError("no benchmark ran, so no result was written")
+        # pytest-benchmark writes no JSON when no benchmark got as far as timing: the run is
+        # still recorded, with its failures
+        data = hooks.json or {
+            "benchmarks": [],
+            results.RESULT_KEY: context.run_info(names, complete=False).to_json(),
+        }
         stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
-        path = results.write_new(data, out, stem)
+        path = results.write_new(data, out_dir, stem)
     result = results.load(path)
     return RunOutcome(path, result, len(result.info.failures))

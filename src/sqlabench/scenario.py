@@ -1,0 +1,82 @@
+"""What scenario modules share: parametrizing by case id, engines and held connections.
+
+A scenario module lists its cases (frozen dataclasses with an `id`), and each benchmark opens
+its engine, and for reads a connection held in one open transaction, through these helpers, so
+every question sets up its layers the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from sqlabench.backends import Backend, Target, engine_options, sqlalchemy_url
+from sqlabench.measure import StatementCounter
+from sqlabench.plugin import RunContext, context_of
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+def parametrize_cases(
+    metafunc: pytest.Metafunc, make_cases: Callable[[RunContext], Sequence[HasId]]
+) -> None:
+    """Parametrize the `case` fixture by case ids, for the run's backends and profile.
+
+    Ids, not objects, are the parameters: pytest-benchmark stores them in the result JSON.
+    The module's `case` fixture maps an id back to its case with `case_by_id`.
+    """
+    if "case" in metafunc.fixturenames:
+        ids = [c.id for c in make_cases(context_of(metafunc.config))]
+        metafunc.parametrize("case", ids, ids=ids, indirect=True)
+
+
+def case_by_id(request: pytest.FixtureRequest, cases: Sequence[HasId]) -> Any:
+    return {c.id: c for c in cases}[request.param]
+
+
+def sync_engine(
+    backend: Backend, target: Target, counter: StatementCounter, stack: contextlib.ExitStack
+) -> Engine:
+    engine = create_engine(sqlalchemy_url(backend, target), **engine_options(backend))
+    stack.callback(engine.dispose)
+    counter.attach(engine)
+    stack.callback(counter.detach)
+    return engine
+
+
+def held_connection(engine: Engine, stack: contextlib.ExitStack) -> Connection:
+    """A connection inside one open transaction: reads share it, so none pays a BEGIN."""
+    conn = engine.connect()
+    stack.callback(conn.close)
+    conn.begin()
+    return conn
+
+
+async def async_engine(
+    backend: Backend,
+    target: Target,
+    counter: StatementCounter,
+    stack: contextlib.AsyncExitStack,
+) -> AsyncEngine:
+    engine = create_async_engine(sqlalchemy_url(backend, target), **engine_options(backend))
+    stack.push_async_callback(engine.dispose)
+    counter.attach(engine)
+    stack.callback(counter.detach)
+    return engine
+
+
+async def async_held_connection(
+    engine: AsyncEngine, stack: contextlib.AsyncExitStack
+) -> AsyncConnection:
+    conn = await engine.connect()
+    stack.push_async_callback(conn.close)
+    await conn.begin()
+    return conn
