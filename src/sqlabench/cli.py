@@ -19,7 +19,7 @@ from sqlabench.masking import mask_text
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BAD_INPUT = 2
 
-out = Console(highlight=False, soft_wrap=False, width=max(130, Console().width))
+out = Console(highlight=False, soft_wrap=False, width=max(150, Console().width))
 
 
 def one_line_errors(func: F) -> F:
@@ -188,8 +188,9 @@ def print_tables(tables: list[summary.Table]) -> None:
         table = RichTable(title=t.title, title_justify="left")
         for i, column in enumerate(t.columns):
             table.add_column(column, justify="left" if i < 3 else "right")
+        multiline = any("\n" in cell for row in t.rows for cell in row)
         for row in t.rows:
-            table.add_row(*row)
+            table.add_row(*row, end_section=multiline)
         out.print(table)
         for note in t.notes:
             out.print(note)

@@ -33,7 +33,7 @@ TIMING: dict[str, list[str]] = {
     ],
     "quick": [
         "--benchmark-min-rounds=10", "--benchmark-max-time=0.25", "--benchmark-min-time=0.00002",
-        "--benchmark-warmup=on", "--benchmark-warmup-iterations=5",
+        "--benchmark-warmup=on", "--benchmark-warmup-iterations=2",
     ],
     "full": [
         "--benchmark-min-rounds=100", "--benchmark-max-time=2.0", "--benchmark-min-time=0.00002",

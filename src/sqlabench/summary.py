@@ -97,6 +97,51 @@ def engines_tables(result: ResultFile) -> list[Table]:
     ]  # fmt: skip
 
 
+LOADING_STRATEGIES = (
+    "lazy", "selectinload", "joinedload", "subqueryload", "immediateload", "contains_eager",
+)  # fmt: skip
+
+
+def loading_tables(result: ResultFile) -> list[Table]:
+    """Per backend, shape and size: each strategy's time, ratio to the fastest, statements, rows."""
+    groups: dict[tuple[str, str, int, int], dict[str, BenchmarkResult]] = defaultdict(dict)
+    for b in result.benchmarks:
+        if b.question != "loading":
+            continue
+        info = b.extra_info
+        key = (b.backend, str(info["shape"]), int(info["parents"]), int(info["fanout"]))
+        groups[key][str(info["strategy"])] = b
+    if not groups:
+        return []
+    rows: list[tuple[str, ...]] = []
+    for (backend, shape, parents, fanout), by_strategy in groups.items():
+        fastest = min(found.median for found in by_strategy.values())
+        cells = []
+        for strategy in LOADING_STRATEGIES:
+            bench = by_strategy.get(strategy)
+            if bench is None:
+                cells.append("-")
+                continue
+            info = bench.extra_info
+            cells.append(
+                f"{format_time(bench.median)}{'' if info.get('verified') else ' UNVERIFIED'}\n"
+                f"{bench.median / fastest:.1f}×\n"
+                f"{info.get('statements')} st, {info.get('rows_fetched')} r"
+            )
+        rows.append((backend, shape, f"{parents}×{fanout}", *cells))
+    return [
+        Table(
+            "loading: median time per load / × the fastest strategy / statements (st), rows (r)",
+            ("backend", "shape", "P×F", *LOADING_STRATEGIES),
+            rows,
+            [
+                "P parents with F children each; every relationship of the shape is touched.",
+                "Ratios compare medians measured in this run on this machine; 1.0× is fastest.",
+            ],
+        )
+    ]
+
+
 def generic_table(result: ResultFile, question: str) -> Table:
     rows: list[tuple[str, ...]] = [
         (
@@ -116,7 +161,10 @@ def generic_table(result: ResultFile, question: str) -> Table:
     )
 
 
-SUMMARIES: dict[str, Callable[[ResultFile], list[Table]]] = {"engines": engines_tables}
+SUMMARIES: dict[str, Callable[[ResultFile], list[Table]]] = {
+    "engines": engines_tables,
+    "loading": loading_tables,
+}
 
 
 def tables(result: ResultFile) -> list[Table]:
