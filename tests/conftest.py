@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -27,6 +29,20 @@ def run_cli(
         [sys.executable, "-m", "sqlabench", *args],
         capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout,
     )  # fmt: skip
+
+
+def load_scenario(question: str) -> ModuleType:
+    """A scenario module from benchmarks/, imported by path (benchmarks/ is not a package)."""
+    name = f"scenario_{question}"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = ROOT / "benchmarks" / f"test_{question}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import load_scenario, run_cli
 from sqlabench.backends import REGISTRY
 from sqlabench.models import Address, Comment, Post, User
 
-
-def load_scenario() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "scenario_loading", ROOT / "benchmarks" / "test_loading.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-loading = load_scenario()
+loading = load_scenario("loading")
 
 
 @pytest.mark.parametrize(

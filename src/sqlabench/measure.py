@@ -10,15 +10,18 @@ only the await of one coroutine.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.cursor import CursorFetchStrategy
+from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -38,11 +41,12 @@ class VerificationError(AssertionError):
 
 
 class StatementCounter:
-    """Counts SQL statements sent to the driver (cursor executes; executemany counts once).
+    """Counts the SQL statements the server executes for an operation.
 
-    The SQLAlchemy layers are counted with the engine's `before_cursor_execute` event; raw-driver
-    benchmarks add to `count` themselves, once per statement they send. Transaction control
-    (BEGIN, COMMIT, ROLLBACK) is not counted in either.
+    The SQLAlchemy layers are counted with the engine's `before_cursor_execute` event (an
+    executemany counts once per parameter set: the server runs the statement that often, even
+    when the driver pipelines them); raw-driver benchmarks add to `count` themselves, the same
+    way. Transaction control (BEGIN, COMMIT, ROLLBACK) is not counted in either.
     """
 
     def __init__(self, count_rows: bool = False) -> None:
@@ -54,7 +58,10 @@ class StatementCounter:
     def _on_execute(
         self, conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: bool
     ) -> None:
-        self.count += 1
+        # a driver executemany runs the statement once per parameter set on the server; an
+        # insertmanyvalues batch (also flagged `many`) is one multi-VALUES statement
+        style = getattr(context, "execute_style", None)
+        self.count += len(params) if many and style is ExecuteStyle.EXECUTEMANY else 1
         if self._fetch is not None and context is not None:
             context.cursor_fetch_strategy = self._fetch
 
@@ -106,8 +113,37 @@ class Outcome(Generic[T]):
     rows_per_call: float = 0.0
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """Fixed rounds, each after an untimed `setup` (pytest-benchmark's pedantic mode).
+
+    For operations that change state, such as inserting into a table that must start empty.
+    """
+
+    rounds: int
+    setup: Callable[[], None]
+    warmup_rounds: int = 0
+
+
+def _run(benchmark: Any, target: Callable[[], Any], rounds: Rounds | None) -> None:
+    if rounds is None:
+        benchmark(target)
+    else:
+        benchmark.pedantic(
+            target,
+            setup=rounds.setup,
+            rounds=rounds.rounds,
+            warmup_rounds=rounds.warmup_rounds,
+            iterations=1,
+        )
+
+
 def measure(
-    benchmark: Any, op: Callable[[], T], counter: StatementCounter, keep_last: int = KEPT_RESULTS
+    benchmark: Any,
+    op: Callable[[], T],
+    counter: StatementCounter,
+    keep_last: int = KEPT_RESULTS,
+    rounds: Rounds | None = None,
 ) -> Outcome[T]:
     """Time `op` with pytest-benchmark, keeping its last results and counting its statements."""
     kept: deque[T] = deque(maxlen=keep_last)
@@ -120,7 +156,7 @@ def measure(
         keep(op())
 
     before, rows_before = counter.count, counter.rows
-    benchmark(target)
+    _run(benchmark, target, rounds)
     return _outcome(calls, counter, before, rows_before, kept)
 
 
@@ -130,8 +166,16 @@ def _outcome(
     if calls == 0:
         raise VerificationError("the benchmark never called its operation")
     return Outcome(
-        calls, (counter.count - before) / calls, list(kept), (counter.rows - rows_before) / calls
+        calls,
+        per_call(counter.count - before, calls),
+        list(kept),
+        per_call(counter.rows - rows_before, calls),
     )
+
+
+def per_call(total: int, calls: int) -> float:
+    """`total / calls`, as an int when it divides evenly (counts should, exactly)."""
+    return total // calls if total % calls == 0 else total / calls
 
 
 async def measure_async(
@@ -139,8 +183,12 @@ async def measure_async(
     op: Callable[[], Awaitable[T]],
     counter: StatementCounter,
     keep_last: int = KEPT_RESULTS,
+    rounds: Rounds | None = None,
 ) -> Outcome[T]:
-    """`measure` for a coroutine function; call it from inside the running event loop."""
+    """`measure` for a coroutine function; call it from inside the running event loop.
+
+    A `Rounds.setup` runs synchronously between rounds, outside the timer.
+    """
     kept: deque[T] = deque(maxlen=keep_last)
     keep = kept.append
     calls = 0
@@ -152,7 +200,7 @@ async def measure_async(
 
     _time_rounds_in_loop(benchmark, target)
     before, rows_before = counter.count, counter.rows
-    await greenlet_spawn(benchmark, lambda: _await(target()))
+    await greenlet_spawn(_run, benchmark, lambda: _await(target()), rounds)
     return _outcome(calls, counter, before, rows_before, kept)
 
 
@@ -192,6 +240,23 @@ def _time_rounds_in_loop(benchmark: Any, target: Callable[[], Awaitable[None]]) 
                 gc.enable()
 
     benchmark._make_runner = lambda function, args, kwargs: runner
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-memory window (Linux: writing 5 to clear_refs resets VmHWM)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory since the last reset, in MiB (None if unknown)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def check(condition: bool, message: str) -> None:

@@ -64,7 +64,19 @@ class Address(Base):
     user: Mapped[User] = relationship(back_populates="addresses")
 
 
+class BulkRow(Base):
+    """The bulk_insert question's target table; its key is generated when none is given."""
+
+    __tablename__ = "bulk_rows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(String(200))
+
+
 UserRow = tuple[int, str, str, bool]
+BulkTuple = tuple[int, str, int, str]
 PostRow = tuple[int, str, int]
 ChildRow = tuple[int, str, int]
 
@@ -108,6 +120,15 @@ def address_row(address_id: int, size: DataSize) -> ChildRow:
     """The seeded values of one address; addresses are numbered user by user."""
     user_id = (address_id - 1) // size.addresses_per_user + 1
     return (address_id, f"address{address_id}@example.com", user_id)
+
+
+def bulk_row(row_id: int) -> BulkTuple:
+    """One row to bulk-insert: (id, name, value, note); `value` is unique below 1,000,003."""
+    return (row_id, f"row {row_id}", row_id * 7 % 1_000_003, f"note {row_id % 97}")
+
+
+def bulk_rows(count: int) -> list[BulkTuple]:
+    return [bulk_row(i) for i in range(1, count + 1)]
 
 
 def iter_users(size: DataSize) -> Iterator[UserRow]:

@@ -32,12 +32,12 @@ TIMING: dict[str, list[str]] = {
         "--benchmark-min-rounds=3", "--benchmark-max-time=0.005", "--benchmark-warmup=off",
     ],
     "quick": [
-        "--benchmark-min-rounds=10", "--benchmark-max-time=0.25", "--benchmark-min-time=0.00002",
+        "--benchmark-min-rounds=5", "--benchmark-max-time=0.2", "--benchmark-min-time=0.00002",
         "--benchmark-warmup=on", "--benchmark-warmup-iterations=2",
     ],
     "full": [
-        "--benchmark-min-rounds=100", "--benchmark-max-time=2.0", "--benchmark-min-time=0.00002",
-        "--benchmark-warmup=on", "--benchmark-warmup-iterations=200",
+        "--benchmark-min-rounds=15", "--benchmark-max-time=1.0", "--benchmark-min-time=0.00002",
+        "--benchmark-warmup=on", "--benchmark-warmup-iterations=10",
     ],
 }  # fmt: skip
 

@@ -43,9 +43,14 @@ def case_by_id(request: pytest.FixtureRequest, cases: Sequence[HasId]) -> Any:
 
 
 def sync_engine(
-    backend: Backend, target: Target, counter: StatementCounter, stack: contextlib.ExitStack
+    backend: Backend,
+    target: Target,
+    counter: StatementCounter,
+    stack: contextlib.ExitStack,
+    **options: Any,
 ) -> Engine:
-    engine = create_engine(sqlalchemy_url(backend, target), **engine_options(backend))
+    """An engine for the benchmark, counted by `counter`; `options` go to create_engine."""
+    engine = create_engine(sqlalchemy_url(backend, target), **engine_options(backend), **options)
     stack.callback(engine.dispose)
     counter.attach(engine)
     stack.callback(counter.detach)
@@ -65,8 +70,11 @@ async def async_engine(
     target: Target,
     counter: StatementCounter,
     stack: contextlib.AsyncExitStack,
+    **options: Any,
 ) -> AsyncEngine:
-    engine = create_async_engine(sqlalchemy_url(backend, target), **engine_options(backend))
+    engine = create_async_engine(
+        sqlalchemy_url(backend, target), **engine_options(backend), **options
+    )
     stack.push_async_callback(engine.dispose)
     counter.attach(engine)
     stack.callback(counter.detach)

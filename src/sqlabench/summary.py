@@ -142,6 +142,43 @@ def loading_tables(result: ResultFile) -> list[Table]:
     ]
 
 
+def bulk_insert_tables(result: ResultFile) -> list[Table]:
+    """Per backend and size: the strategies as a ladder, fastest first, against the ceiling."""
+    groups: dict[tuple[str, int], list[BenchmarkResult]] = defaultdict(list)
+    for b in result.benchmarks:
+        if b.question == "bulk_insert":
+            groups[(b.backend, int(b.extra_info["rows"]))].append(b)
+    if not groups:
+        return []
+    rows: list[tuple[str, ...]] = []
+    for (backend, count), benches in groups.items():
+        for b in sorted(benches, key=lambda x: x.median):
+            info = b.extra_info
+            page = info.get("page_size")
+            label = str(info["strategy"]) + (f" (page {page})" if page and page != 1000 else "")
+            ratio = info.get("ratio_to_ceiling")
+            rows.append(
+                (
+                    backend, f"{count:,}", label + (" ◆" if info.get("ceiling") else ""),
+                    f"{float(info.get('rows_per_s', 0)):,.0f}",
+                    "-" if ratio is None else f"{float(ratio):.2f}",
+                    str(info.get("statements", "-")), format_time(b.median),
+                    str(info.get("peak_rss_mb", "-")),
+                    "yes" if info.get("verified") else "NO",
+                )
+            )  # fmt: skip
+    return [
+        Table(
+            "bulk_insert: rows per second, fastest first; ◆ marks the ceiling (COPY, or the "
+            "raw executemany on SQLite)",
+            ("backend", "rows", "strategy", "rows/s", "× ceiling", "stmts", "median",
+             "peak MiB", "verified"),
+            rows,
+            ["stmts: statements the server ran per insert (an executemany counts once per row)."],
+        )
+    ]  # fmt: skip
+
+
 def generic_table(result: ResultFile, question: str) -> Table:
     rows: list[tuple[str, ...]] = [
         (
@@ -164,6 +201,7 @@ def generic_table(result: ResultFile, question: str) -> Table:
 SUMMARIES: dict[str, Callable[[ResultFile], list[Table]]] = {
     "engines": engines_tables,
     "loading": loading_tables,
+    "bulk_insert": bulk_insert_tables,
 }
 
 
