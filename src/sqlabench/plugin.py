@@ -67,6 +67,7 @@ class RunContext:
         self.rtt_ms = rtt_ms
         self.started = now_iso()
         self.failures: list[dict[str, str]] = []
+        self.skipped: list[dict[str, str]] = []
         self.total = 0
         self.done = 0
         self._postgres_url = postgres_url
@@ -146,6 +147,7 @@ class RunContext:
             rtt_ms=self.rtt_ms,
             scenario_hashes=hashes,
             failures=tuple(self.failures),
+            skipped=tuple(self.skipped),
         )
 
     def close(self) -> None:
@@ -229,6 +231,10 @@ def pytest_configure(config: pytest.Config) -> None:
     runner = _runner_hooks(config)
     if runner is not None:
         config.stash[_CONTEXT_KEY] = runner.context
+        # plain Python tracebacks (the terminal plugin that owns --tb is off): pytest's own
+        # style re-parses source with ast, which can fail after many greenlet switches and
+        # take the whole session down with it
+        config.option.tbstyle = "native"
         return
     try:
         backends = resolve_backends(config.getoption("sqlabench_backend"))
@@ -260,7 +266,9 @@ def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
     ctx.done += 1
     name = item.name
     if report.skipped:
-        status = "skipped"
+        reason = _skip_reason(report)
+        ctx.skipped.append({"benchmark": name, "reason": ctx.mask(reason)})
+        status = f"skipped: {ctx.mask(reason)}"
     elif report.failed:
         message = _failure_message(report)
         ctx.failures.append({"benchmark": name, "error": ctx.mask(message)})
@@ -273,6 +281,13 @@ def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
             status = f"ok  median {format_seconds(stats.median)}"
     width = len(str(ctx.total or 1))
     print(f"[{ctx.done:>{width}}/{ctx.total}] {name}  {status}", file=sys.__stderr__, flush=True)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
 
 
 def _failure_message(report: pytest.TestReport) -> str:

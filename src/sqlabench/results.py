@@ -54,12 +54,15 @@ class RunInfo:
     rtt_ms: float = 0.0
     scenario_hashes: dict[str, str] = field(default_factory=dict)
     failures: tuple[dict[str, str], ...] = ()
+    skipped: tuple[dict[str, str], ...] = ()
+    """Benchmarks left out on purpose, each with its reason."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["questions"] = list(self.questions)
         data["backends"] = [asdict(b) for b in self.backends]
         data["failures"] = list(self.failures)
+        data["skipped"] = list(self.skipped)
         return data
 
     @classmethod
@@ -68,6 +71,7 @@ class RunInfo:
         fields["questions"] = tuple(fields.get("questions", ()))
         fields["backends"] = tuple(BackendInfo(**b) for b in fields.get("backends", ()))
         fields["failures"] = tuple(fields.get("failures", ()))
+        fields["skipped"] = tuple(fields.get("skipped", ()))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})
 

@@ -113,13 +113,23 @@ def run(
                 f"no benchmark matches -k {select!r}" if select else "no benchmark to run"
             )
         if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            raise SqlabenchError(f"the benchmark session stopped early (pytest exit {exit_code})")
+            if hooks.json is None and not context.failures and context.done == 0:
+                raise SqlabenchError(
+                    f"the benchmark session stopped early (pytest exit {exit_code})"
+                )
+            # keep what was measured; the run is marked incomplete and fails
+            context.failures.append(
+                {"benchmark": "(session)", "error": f"pytest stopped early with exit {exit_code}"}
+            )
         # pytest-benchmark writes no JSON when no benchmark got as far as timing: the run is
         # still recorded, with its failures
-        data = hooks.json or {
-            "benchmarks": [],
-            results.RESULT_KEY: context.run_info(names, complete=False).to_json(),
-        }
+        data = hooks.json or {"benchmarks": []}
+        if hooks.json is None or exit_code not in (
+            pytest.ExitCode.OK,
+            pytest.ExitCode.TESTS_FAILED,
+        ):
+            complete = exit_code == pytest.ExitCode.OK and context.done == context.total
+            data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
         stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
         path = results.write_new(data, out_dir, stem)
     result = results.load(path)

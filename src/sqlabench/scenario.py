@@ -50,7 +50,9 @@ def sync_engine(
     **options: Any,
 ) -> Engine:
     """An engine for the benchmark, counted by `counter`; `options` go to create_engine."""
-    engine = create_engine(sqlalchemy_url(backend, target), **engine_options(backend), **options)
+    engine = create_engine(
+        sqlalchemy_url(backend, target), **{**engine_options(backend), **options}
+    )
     stack.callback(engine.dispose)
     counter.attach(engine)
     stack.callback(counter.detach)
@@ -73,7 +75,7 @@ async def async_engine(
     **options: Any,
 ) -> AsyncEngine:
     engine = create_async_engine(
-        sqlalchemy_url(backend, target), **engine_options(backend), **options
+        sqlalchemy_url(backend, target), **{**engine_options(backend), **options}
     )
     stack.push_async_callback(engine.dispose)
     counter.attach(engine)

@@ -179,6 +179,68 @@ def bulk_insert_tables(result: ResultFile) -> list[Table]:
     ]  # fmt: skip
 
 
+def pool_label(info: dict[str, object]) -> str:
+    if info.get("pool_class") == "NullPool":
+        return "NullPool"
+    label = f"{info.get('pool_size')}+{info.get('max_overflow')}"
+    timeout = info.get("pool_timeout")
+    if isinstance(timeout, int | float) and timeout < 30:
+        label += f", timeout {timeout * 1000:g} ms"
+    return label
+
+
+def pools_tables(result: ResultFile) -> list[Table]:
+    """Per backend and concurrency: the best pool, and the whole grid behind it."""
+    benches = [b for b in result.benchmarks if b.question == "pools"]
+    if not benches:
+        return []
+    groups: dict[tuple[str, int], list[BenchmarkResult]] = defaultdict(list)
+    for b in benches:
+        groups[(b.backend, int(b.extra_info["concurrency"]))].append(b)
+    best_rows: list[tuple[str, ...]] = []
+    grid_rows: list[tuple[str, ...]] = []
+    for (backend, concurrency), group in groups.items():
+        steady = [b for b in group if not b.extra_info.get("timeouts")]
+        best = max(steady or group, key=lambda b: float(b.extra_info.get("throughput_rps", 0)))
+        info = best.extra_info
+        null = next((b for b in group if b.extra_info.get("pool_class") == "NullPool"), None)
+        best_rows.append(
+            (
+                backend, str(info.get("mode")), str(concurrency), pool_label(info),
+                f"{float(info['throughput_rps']):,.0f}",
+                f"{info['latency_ms']['p99']:.1f}",
+                f"{float(null.extra_info['throughput_rps']):,.0f}" if null else "-",
+            )
+        )  # fmt: skip
+        for b in sorted(group, key=lambda b: -float(b.extra_info.get("throughput_rps", 0))):
+            i = b.extra_info
+            lat, wait = i["latency_ms"], i["pool_wait_ms"]
+            grid_rows.append(
+                (
+                    backend, str(concurrency), pool_label(i),
+                    f"{float(i['throughput_rps']):,.0f}",
+                    f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['p99']:.1f}",
+                    f"{wait['p99']:.1f}", str(i.get("timeouts")), str(i.get("connections")),
+                    "yes" if i.get("verified") else "NO",
+                )
+            )  # fmt: skip
+    return [
+        Table(
+            "pools: the pool with the best throughput, per backend and concurrency",
+            ("backend", "mode", "clients", "best pool (size+overflow)", "requests/s",
+             "p99 ms", "NullPool req/s"),
+            best_rows,
+            ["Points whose checkouts timed out are not candidates for best."],
+        ),
+        Table(
+            "pools: every grid point (latency includes the wait for a checkout)",
+            ("backend", "clients", "pool", "req/s", "p50 ms", "p95 ms", "p99 ms",
+             "wait p99 ms", "timeouts", "server conns", "verified"),
+            grid_rows,
+        ),
+    ]  # fmt: skip
+
+
 def generic_table(result: ResultFile, question: str) -> Table:
     rows: list[tuple[str, ...]] = [
         (
@@ -202,6 +264,7 @@ SUMMARIES: dict[str, Callable[[ResultFile], list[Table]]] = {
     "engines": engines_tables,
     "loading": loading_tables,
     "bulk_insert": bulk_insert_tables,
+    "pools": pools_tables,
 }
 
 

@@ -1,0 +1,94 @@
+"""The pools question: latency bookkeeping, timeouts counted as data, the max_connections guard."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import load_scenario, run_cli
+from sqlabench.backends import REGISTRY, PostgresTarget, parse_postgres_url
+from sqlabench.database import prepare_postgres, seed, setup_engine
+from sqlabench.measure import StatementCounter
+from sqlabench.models import DataSize
+from sqlabench.scenario import sync_engine
+
+pools = load_scenario("pools")
+
+
+def test_percentiles_are_ordered_and_in_milliseconds() -> None:
+    samples = [i / 1000 for i in range(1, 101)]  # 1 ms .. 100 ms
+    p = pools.percentiles_ms(samples)
+    assert p["p50"] == pytest.approx(50.5)
+    assert p["p50"] <= p["p95"] <= p["p99"] <= p["max"] == 100.0
+    assert pools.percentiles_ms([]) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+
+
+def test_connections_needed_per_point() -> None:
+    assert pools.Point(5, 10, 64).connections_needed() == 15
+    assert pools.Point(5, 10, 4).connections_needed() == 4
+    assert pools.Point(None, 0, 16).connections_needed() == 16
+
+
+def test_max_connections_guard() -> None:
+    assert pools.connections_do_not_fit(10, in_use=5, max_connections=100, reserved=3) is None
+    reason = pools.connections_do_not_fit(70, in_use=40, max_connections=100, reserved=3)
+    assert reason and "needs up to 70 connections" in reason and "57 available" in reason
+
+
+@pytest.fixture
+def pools_database(scratch_database: str) -> Any:
+    target = PostgresTarget(parse_postgres_url(scratch_database), embedded=False)
+    prepare_postgres(target)
+    seed(target, DataSize(users=16 * pools.IDS_PER_CLIENT, posts_per_user=0))
+    return target
+
+
+def test_server_limits_are_read_from_the_server(pools_database: PostgresTarget) -> None:
+    engine = setup_engine(pools_database)
+    in_use, max_connections, reserved = pools.server_limits(engine)
+    engine.dispose()
+    assert 1 <= in_use < max_connections and 0 <= reserved < max_connections
+
+
+def test_checkout_timeouts_are_counted_not_raised(pools_database: PostgresTarget) -> None:
+    point = pools.Point(1, 0, 8, pool_timeout=0.0005)
+    with contextlib.ExitStack() as stack:
+        engine = sync_engine(
+            REGISTRY["psycopg"], pools_database, StatementCounter(), stack,
+            **pools.pool_options(point),
+        )  # fmt: skip
+        load = pools.sync_load(engine, point, requests=10)
+    assert load.errors == []
+    assert load.timeouts > 0
+    assert load.completed + load.timeouts == 8 * 10
+    assert len(load.waits) == load.completed == len(load.latencies)
+    assert all(w <= lat for w, lat in zip(load.waits, load.latencies, strict=True))
+
+
+def test_pools_end_to_end(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "pools", "--profile", "smoke", "--out", str(tmp_path),
+        "-b", "psycopg", "-b", "asyncpg", "-b", "sqlite",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [path] = tmp_path.glob("*.json")
+    data = json.loads(path.read_text())
+    assert {b["extra_info"]["backend"] for b in data["benchmarks"]} == {"psycopg", "asyncpg"}
+    timeouts_seen = False
+    for b in data["benchmarks"]:
+        info = b["extra_info"]
+        assert info["verified"] is True, b["name"]
+        lat = info["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert info["throughput_rps"] > 0 and info["connections"] >= 1
+        assert info["pool_wait_ms"]["p50"] <= info["pool_wait_ms"]["p99"]
+        if info["pool_class"] == "QueuePool" and info["pool_timeout"] >= 30:
+            assert info["timeouts"] == 0
+            assert info["connections"] <= info["pool_size"] + info["max_overflow"]
+        timeouts_seen |= info["timeouts"] > 0
+    assert timeouts_seen, "the short-timeout point should run out of connections"
+    assert "pools: the pool with the best throughput" in done.stdout
