@@ -149,6 +149,15 @@ def list_command() -> None:
     metavar="EXPR",
     help="Only benchmarks whose id matches this pytest -k expression.",
 )
+@click.option(
+    "--rtt-ms",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="MS",
+    help="Round-trip latency to add between client and PostgreSQL, as over a network "
+    "(a proxy the run starts and stops; measured before any benchmark).",
+)
 @one_line_errors
 def run_command(
     question_names: tuple[str, ...],
@@ -157,6 +166,7 @@ def run_command(
     postgres_url: str | None,
     out_dir: str,
     select: str | None,
+    rtt_ms: float,
 ) -> None:
     """Run QUESTION (or all) and write a new JSON result file into --out.
 
@@ -166,7 +176,9 @@ def run_command(
     """
     if not question_names:
         raise SqlabenchError("name a question to run, or 'all' (see: sqlabench list)")
-    outcome = runner.run(question_names, profile, backend_names, postgres_url, out_dir, select)
+    outcome = runner.run(
+        question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms
+    )
     print_tables(summary.tables(outcome.result))
     servers: dict[str, list[str]] = {}
     for b in outcome.result.info.backends:
@@ -174,6 +186,13 @@ def run_command(
         servers.setdefault(f"{b.server} {b.server_version} ({where})", []).append(b.name)
     for server, names in servers.items():
         click.echo(f"{', '.join(names)}: {server}")
+    info = outcome.result.info
+    if info.rtt_ms:
+        click.echo(
+            f"latency: {info.rtt_ms:g} ms round trip injected for PostgreSQL backends "
+            f"(SELECT 1 measured {info.rtt_measured_ms} ms through it, {info.rtt_base_ms} ms "
+            "without); SQLite backends are unaffected"
+        )
     click.echo(f"wrote {outcome.path}")
     if outcome.failed:
         click.echo(

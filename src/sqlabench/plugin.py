@@ -33,6 +33,7 @@ from sqlabench.backends import (
 )
 from sqlabench.database import prepare_postgres
 from sqlabench.errors import SqlabenchError
+from sqlabench.latency import PathMeasurement
 from sqlabench.masking import mask_text
 from sqlabench.questions import PROFILES, discover
 from sqlabench.results import RESULT_KEY, SCHEMA_VERSION, BackendInfo, RunInfo, now_iso
@@ -61,10 +62,14 @@ class RunContext:
         postgres: PostgresTarget | None = None,
         postgres_version: str | None = None,
         rtt_ms: float = 0.0,
+        postgres_direct: PostgresTarget | None = None,
+        path: PathMeasurement | None = None,
     ) -> None:
         self.backends = backends
         self.profile = profile
         self.rtt_ms = rtt_ms
+        self.path = path
+        self._postgres_direct = postgres_direct
         self.started = now_iso()
         self.failures: list[dict[str, str]] = []
         self.skipped: list[dict[str, str]] = []
@@ -93,7 +98,8 @@ class RunContext:
         """
         target = self.target(backend)
         if self._datasets.get(repr(target)) != dataset:
-            seed(target)
+            # seeding goes straight to the server, not through an injected latency
+            seed(self._postgres_direct or target if backend.server == "postgresql" else target)
             self._datasets[repr(target)] = dataset
         return target
 
@@ -123,11 +129,16 @@ class RunContext:
                     driver=b.driver,
                     driver_version=b.driver_version(),
                     server_version=self.server_version(b) if used else "not used",
-                    url=self.target(b).display if used else "not used",
+                    url=self._server_display(b) if used else "not used",
                     settings=dict(b.settings),
                 )
             )
         return tuple(infos)
+
+    def _server_display(self, backend: Backend) -> str:
+        if backend.server == "postgresql" and self._postgres_direct is not None:
+            return f"{self._postgres_direct.display}, through the latency proxy"
+        return self.target(backend).display
 
     def run_info(self, questions: list[str], complete: bool) -> RunInfo:
         hashes = {q.name: q.source_hash() for q in discover().values() if q.name in questions}
@@ -145,6 +156,8 @@ class RunContext:
             machine=machine_id(),
             backends=self.backend_info(),
             rtt_ms=self.rtt_ms,
+            rtt_measured_ms=self.path.measured_ms if self.path else None,
+            rtt_base_ms=self.path.base_ms if self.path else None,
             scenario_hashes=hashes,
             failures=tuple(self.failures),
             skipped=tuple(self.skipped),

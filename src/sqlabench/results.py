@@ -52,6 +52,11 @@ class RunInfo:
     machine: str
     backends: tuple[BackendInfo, ...]
     rtt_ms: float = 0.0
+    """Round-trip latency injected between client and PostgreSQL (0: none)."""
+    rtt_measured_ms: float | None = None
+    """Median SELECT 1 round trip through the injected path, measured before the run."""
+    rtt_base_ms: float | None = None
+    """The same straight to the server, without the injected latency."""
     scenario_hashes: dict[str, str] = field(default_factory=dict)
     failures: tuple[dict[str, str], ...] = ()
     skipped: tuple[dict[str, str], ...] = ()

@@ -19,6 +19,7 @@ from sqlabench import results
 from sqlabench.backends import postgres_target, resolve_backends
 from sqlabench.database import exclusive_use, prepare_postgres
 from sqlabench.errors import SqlabenchError
+from sqlabench.latency import check_rtt, injected_latency
 from sqlabench.plugin import RunContext, RunnerHooks
 
 DEFAULT_OUT = Path("results/runs")
@@ -32,7 +33,7 @@ TIMING: dict[str, list[str]] = {
         "--benchmark-min-rounds=3", "--benchmark-max-time=0.005", "--benchmark-warmup=off",
     ],
     "quick": [
-        "--benchmark-min-rounds=5", "--benchmark-max-time=0.2", "--benchmark-min-time=0.00002",
+        "--benchmark-min-rounds=5", "--benchmark-max-time=0.15", "--benchmark-min-time=0.00002",
         "--benchmark-warmup=on", "--benchmark-warmup-iterations=2",
     ],
     "full": [
@@ -73,22 +74,33 @@ def run(
     postgres_url: str | None = None,
     out_dir: str | Path = DEFAULT_OUT,
     select: str | None = None,
+    rtt_ms: float = 0.0,
 ) -> RunOutcome:
-    """Run the questions' benchmarks and write one new result file into `out_dir`."""
+    """Run the questions' benchmarks and write one new result file into `out_dir`.
+
+    With `rtt_ms`, every PostgreSQL backend reaches its server through a proxy adding that
+    round-trip latency, measured before any benchmark runs.
+    """
     chosen = question_registry.resolve(list(question_names))
     question_registry.check_profile(profile)
+    check_rtt(rtt_ms)
     backends = resolve_backends(list(backend_names))
     check_selection(select)
     results.check_writable_dir(out_dir)
     names = [q.name for q in chosen]
 
     with contextlib.ExitStack() as stack:
-        postgres = version = None
+        postgres = proxied = version = latency_path = None
         if any(b.server == "postgresql" for b in backends):
             postgres = stack.enter_context(postgres_target(postgres_url))
             stack.enter_context(exclusive_use(postgres))
             version = prepare_postgres(postgres)
-        context = RunContext(backends, profile, postgres_url, postgres, version)
+            proxied, latency_path = stack.enter_context(injected_latency(postgres, rtt_ms))
+        context = RunContext(
+            backends, profile, postgres_url, proxied, version,
+            rtt_ms=rtt_ms, postgres_direct=postgres if latency_path else None,
+            path=latency_path,
+        )  # fmt: skip
         stack.callback(context.close)
         hooks = RunnerHooks(context, names)
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-")))

@@ -1,0 +1,79 @@
+"""Injected latency: the proxy really delays each round trip, and bad values are refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from conftest import run_cli
+from sqlabench.backends import PostgresTarget, parse_postgres_url
+from sqlabench.errors import SqlabenchError
+from sqlabench.latency import TOLERANCE, check_rtt, injected_latency, upstream_of
+
+
+def test_rtt_must_be_a_sane_number() -> None:
+    assert check_rtt(0) == 0 and check_rtt(2.5) == 2.5
+    for bad in (-1, -0.1, 10_000):
+        with pytest.raises(SqlabenchError, match="--rtt-ms must be between 0 and"):
+            check_rtt(bad)
+
+
+def test_upstream_is_the_socket_or_the_host() -> None:
+    assert upstream_of(make_url("postgresql://u@/db?host=/tmp/pg")) == "unix:/tmp/pg/.s.PGSQL.5432"
+    assert upstream_of(make_url("postgresql://u@db.example:6543/db")) == "db.example:6543"
+
+
+def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> None:
+    target = PostgresTarget(parse_postgres_url(postgres_url), embedded=False)
+    with injected_latency(target, 2.0) as (proxied, measured):
+        assert measured is not None
+        assert abs(measured.added_ms - 2.0) <= TOLERANCE * 2.0
+        assert proxied.url.host == "127.0.0.1" and proxied.url.port
+        with psycopg.connect(proxied.dsn(), autocommit=True) as conn:
+            times = []
+            for _ in range(20):
+                start = time.perf_counter()
+                conn.execute("SELECT 1").fetchone()
+                times.append(time.perf_counter() - start)
+        # every single round trip carries the delay (within the timer's noise)
+        assert min(times) >= 0.002 * 0.97
+
+
+def test_no_proxy_without_latency(postgres_url: str) -> None:
+    target = PostgresTarget(parse_postgres_url(postgres_url), embedded=False)
+    with injected_latency(target, 0) as (proxied, measured):
+        assert proxied is target and measured is None
+
+
+def test_a_negative_rtt_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = run_cli("run", "engines", "-b", "psycopg", "--rtt-ms", "-1", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "sqlabench: error: --rtt-ms must be between 0 and 1000, not -1"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lazy_loading_pays_the_latency_on_every_statement(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "loading", "--profile", "quick", "-b", "psycopg", "-b", "sqlite",
+        "--rtt-ms", "2", "-k", "lazy and one_to_many", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "SQLite backends are unaffected" in done.stdout
+    [path] = tmp_path.glob("*.json")
+    data = json.loads(path.read_text())
+    meta = data["sqlabench"]
+    assert meta["rtt_ms"] == 2 and meta["rtt_measured_ms"] >= 2
+    pg = [b for b in data["benchmarks"] if b["extra_info"]["backend"] == "psycopg"]
+    assert pg
+    for b in pg:
+        info = b["extra_info"]
+        assert info["verified"] is True
+        assert info["parents"] >= 10
+        assert b["stats"]["min"] >= info["statements"] * 0.002
