@@ -32,6 +32,13 @@ def one_line_errors(func: F) -> F:
         except SqlabenchError as exc:
             click.echo(f"sqlabench: error: {mask_text(str(exc))}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except runner.RunInterrupted as stopped:
+            click.echo(
+                f"sqlabench: interrupted; what was measured is in {stopped.path} "
+                "(marked complete: false)",
+                err=True,
+            )
+            sys.exit(130)
         except KeyboardInterrupt:
             click.echo("sqlabench: interrupted", err=True)
             sys.exit(130)

@@ -43,6 +43,14 @@ TIMING: dict[str, list[str]] = {
 }  # fmt: skip
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the benchmarks: what was measured is saved, marked incomplete."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     path: Path
@@ -118,13 +126,16 @@ def run(
         if select:
             args += ["-k", select]
         exit_code = pytest.main(args, plugins=[hooks])
-        if exit_code == pytest.ExitCode.INTERRUPTED:
+        interrupted = exit_code == pytest.ExitCode.INTERRUPTED
+        if interrupted and context.done == 0:
             raise KeyboardInterrupt
-        if exit_code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        if interrupted:
+            context.failures.append({"benchmark": "(session)", "error": "interrupted (Ctrl-C)"})
+        elif exit_code == pytest.ExitCode.NO_TESTS_COLLECTED:
             raise SqlabenchError(
                 f"no benchmark matches -k {select!r}" if select else "no benchmark to run"
             )
-        if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        elif exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             if hooks.json is None and not context.failures and context.done == 0:
                 raise SqlabenchError(
                     f"the benchmark session stopped early (pytest exit {exit_code})"
@@ -144,5 +155,7 @@ def run(
             data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
         stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
         path = results.write_new(data, out_dir, stem)
+    if interrupted:
+        raise RunInterrupted(path)
     result = results.load(path)
     return RunOutcome(path, result, len(result.info.failures))
