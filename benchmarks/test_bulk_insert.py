@@ -125,11 +125,17 @@ class Case:
 
     @property
     def skip_reason(self) -> str | None:
-        per_row = (*ORM_STRATEGIES, "raw_execute_loop")
-        if self.rows > ORM_OBJECTS_LIMIT and self.strategy in per_row:
+        if self.rows <= ORM_OBJECTS_LIMIT:
+            return None
+        if self.strategy in ORM_STRATEGIES:
             return (
-                f"{self.strategy} builds an object or sends a statement per row: above "
-                f"{ORM_OBJECTS_LIMIT:,} rows a round takes minutes and over 1 GiB"
+                f"{self.strategy} builds an ORM object per row: above {ORM_OBJECTS_LIMIT:,} "
+                "rows a round takes minutes and more than 1 GiB"
+            )
+        if self.strategy == "raw_execute_loop":
+            return (
+                f"raw_execute_loop sends one statement per row: above {ORM_OBJECTS_LIMIT:,} "
+                "rows a round takes minutes"
             )
         return None
 

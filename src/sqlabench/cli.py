@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -12,7 +13,8 @@ import click
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from sqlabench import __version__, backends, questions, runner, summary
+from sqlabench import __version__, backends, questions, results, runner, summary
+from sqlabench import compare as comparison
 from sqlabench.errors import SqlabenchError
 from sqlabench.masking import mask_text
 
@@ -207,6 +209,73 @@ def run_command(
             err=True,
         )
         sys.exit(1)
+
+
+@cli.command("compare")
+@click.argument("baseline_path", metavar="BASELINE")
+@click.argument("current_path", metavar="CURRENT")
+@click.option(
+    "--threshold",
+    type=float,
+    default=5.0,
+    show_default=True,
+    metavar="PCT",
+    help="Smallest change, in percent, reported as slower or faster.",
+)
+@click.option(
+    "--format",
+    "output",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "markdown", "json"]),
+    help="table for a terminal, markdown for a pull-request comment, json.",
+)
+@one_line_errors
+def compare_command(baseline_path: str, current_path: str, threshold: float, output: str) -> None:
+    """Compare CURRENT with BASELINE (two result files); exit 1 on a regression.
+
+    A benchmark is slower (or faster) only when the change is significant after correcting
+    for the number of benchmarks, its 95% interval excludes no change, and it is at least
+    --threshold. Any increase in statements or rows fetched is a regression on its own.
+    Exit status: 0 no regression, 1 at least one, 2 bad input.
+    """
+    baseline = results.load(baseline_path)
+    current = results.load(current_path)
+    outcome = comparison.compare(baseline, current, threshold / 100)
+    if output == "json":
+        click.echo(json.dumps(outcome.to_json(), indent=2))
+    elif output == "markdown":
+        click.echo(comparison.markdown(outcome), nl=False)
+    else:
+        print_comparison(outcome)
+    sys.exit(1 if outcome.regressions else 0)
+
+
+def print_comparison(outcome: comparison.Comparison) -> None:
+    table = RichTable(title="compare: current / baseline, medians", title_justify="left")
+    for column in ("benchmark", "baseline", "current", "ratio", "95% CI", "±noise", "verdict"):
+        if column == "benchmark":
+            table.add_column(column, no_wrap=True, overflow="fold")
+        else:
+            table.add_column(column, justify="right", no_wrap=True)
+    order = {"more-work": 0, "slower": 1, "faster": 2, "unchanged": 3}
+    for c in sorted(outcome.changes, key=lambda c: (order[c.verdict], -c.ratio)):
+        verdict = c.verdict + (f" ({'; '.join(c.reasons)})" if c.reasons else "")
+        table.add_row(
+            c.name, summary.format_time(c.baseline_median), summary.format_time(c.current_median),
+            f"{c.ratio:.3f}", f"{c.ci_low:.3f}-{c.ci_high:.3f}", f"{c.detectable:.1%}", verdict,
+        )  # fmt: skip
+    out.print(table)
+    for warning in outcome.warnings:
+        out.print(f"warning: not like for like: {warning}")
+    for name in outcome.only_baseline:
+        out.print(f"only in the baseline: {name}")
+    for name in outcome.only_current:
+        out.print(f"only in the current run: {name}")
+    out.print(
+        f"{len(outcome.regressions)} regression(s), {len(outcome.improvements)} faster, "
+        f"{len(outcome.changes) - len(outcome.regressions) - len(outcome.improvements)} unchanged"
+    )
 
 
 def print_tables(tables: list[summary.Table]) -> None:
