@@ -77,6 +77,8 @@ PAGE_SIZES = (100, 1_000, 5_000)
 DEFAULT_PAGE_SIZE = 1_000
 SWEPT = ("core_executemany", "orm_insert_returning")
 MULTIVALUES_CHUNK = 1_000
+CHUNK = 100_000
+"""Rows per executemany / bulk call: a million dicts at once would need more than 1 GiB."""
 COLUMNS = ("id", "name", "value", "note")
 ORM_STRATEGIES = ("orm_add_all_flush", "orm_add_all_pk_given", "orm_insert_returning")
 ORM_OBJECTS_LIMIT = 100_000
@@ -175,6 +177,10 @@ def as_dicts(rows: list[BulkTuple]) -> list[dict[str, Any]]:
     return [{"id": r[0], "name": r[1], "value": r[2], "note": r[3]} for r in rows]
 
 
+def chunks(rows: list[BulkTuple], size: int = CHUNK) -> list[list[BulkTuple]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
 def insert_sql(backend: Backend) -> str:
     return placeholders(
         backend, f"INSERT INTO bulk_rows ({', '.join(COLUMNS)}) VALUES ({{}}, {{}}, {{}}, {{}})"
@@ -202,7 +208,8 @@ def sync_strategy(case: Case, engine: Engine, raw: Any, counter: StatementCounte
 
         def run(rows: list[BulkTuple]) -> Any:
             with Session(engine) as session:
-                session.execute(insert(BulkRow), as_dicts(rows))
+                for chunk in chunks(rows):
+                    session.execute(insert(BulkRow), as_dicts(chunk))
                 session.commit()
 
     elif strategy == "orm_insert_returning":
@@ -217,7 +224,8 @@ def sync_strategy(case: Case, engine: Engine, raw: Any, counter: StatementCounte
 
         def run(rows: list[BulkTuple]) -> Any:
             with engine.begin() as conn:
-                conn.execute(insert(table), as_dicts(rows))
+                for chunk in chunks(rows):
+                    conn.execute(insert(table), as_dicts(chunk))
 
     elif strategy == "core_multivalues":
 
@@ -231,7 +239,9 @@ def sync_strategy(case: Case, engine: Engine, raw: Any, counter: StatementCounte
         sql = insert_sql(case.backend)
 
         def run(rows: list[BulkTuple]) -> Any:
-            raw.cursor().executemany(sql, rows)
+            cursor = raw.cursor()
+            for chunk in chunks(rows):
+                cursor.executemany(sql, chunk)
             raw.commit()
             counter.count += len(rows)
 
@@ -281,7 +291,8 @@ def async_strategy(case: Case, engine: Any, raw: Any, counter: StatementCounter)
 
         async def run(rows: list[BulkTuple]) -> Any:
             async with AsyncSession(engine) as session:
-                await session.execute(insert(BulkRow), as_dicts(rows))
+                for chunk in chunks(rows):
+                    await session.execute(insert(BulkRow), as_dicts(chunk))
                 await session.commit()
 
     elif strategy == "orm_insert_returning":
@@ -297,7 +308,8 @@ def async_strategy(case: Case, engine: Any, raw: Any, counter: StatementCounter)
 
         async def run(rows: list[BulkTuple]) -> Any:
             async with engine.begin() as conn:
-                await conn.execute(insert(table), as_dicts(rows))
+                for chunk in chunks(rows):
+                    await conn.execute(insert(table), as_dicts(chunk))
 
     elif strategy == "core_multivalues":
 
@@ -313,7 +325,8 @@ def async_strategy(case: Case, engine: Any, raw: Any, counter: StatementCounter)
 
             async def run(rows: list[BulkTuple]) -> Any:
                 async with raw.transaction():
-                    await raw.executemany(sql, rows)
+                    for chunk in chunks(rows):
+                        await raw.executemany(sql, chunk)
                 counter.count += len(rows)
 
         else:
@@ -321,7 +334,8 @@ def async_strategy(case: Case, engine: Any, raw: Any, counter: StatementCounter)
             async def run(rows: list[BulkTuple]) -> Any:
                 cursor = raw.cursor()
                 cursor = await cursor if asyncio.iscoroutine(cursor) else cursor
-                await cursor.executemany(sql, rows)
+                for chunk in chunks(rows):
+                    await cursor.executemany(sql, chunk)
                 await raw.commit()
                 counter.count += len(rows)
 
@@ -403,6 +417,8 @@ def empty_table(target: Target) -> Any:
     def setup() -> None:
         with engine.begin() as conn:
             if postgres:
+                # a strategy that left its transaction open must fail the run, not hang it
+                conn.execute(text("SET LOCAL lock_timeout = '30s'"))
                 conn.execute(text("TRUNCATE bulk_rows RESTART IDENTITY"))
             else:
                 conn.execute(text("DELETE FROM bulk_rows"))
@@ -445,6 +461,8 @@ def run_sync(
     counter = StatementCounter()
     with contextlib.ExitStack() as stack:
         engine = sync_engine(case.backend, target, counter, stack, **engine_for(case))
+        with engine.connect():
+            pass  # the pool's first connection is made here, untimed, as the raw one is
         raw = raw_connect(case.backend, target)
         stack.callback(raw.close)
         run = sync_strategy(case, engine, raw, counter)
@@ -457,6 +475,8 @@ async def run_async(
     counter = StatementCounter()
     async with contextlib.AsyncExitStack() as stack:
         engine = await async_engine(case.backend, target, counter, stack, **engine_for(case))
+        async with engine.connect():
+            pass  # the pool's first connection is made here, untimed, as the raw one is
         raw = await raw_connect_async(case.backend, target)
         stack.push_async_callback(raw.close)
         run = async_strategy(case, engine, raw, counter)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, NullPool, select
+from sqlalchemy import Engine, NullPool, event, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
@@ -157,33 +157,33 @@ def server_limits(engine: Engine) -> tuple[int, int, int]:
     return in_use, max_connections, reserved
 
 
-class ConnectionWatcher:
-    """Samples, in a thread, how many server connections the pool under test holds."""
+class ConnectionTally:
+    """Counts, exactly, the server connections an engine's pool holds, and the peak.
 
-    def __init__(self, engine: Engine, interval: float = 0.005) -> None:
-        self.engine, self.interval = engine, interval
+    One DBAPI connection is one server connection: the pool's connect and close events
+    bracket each. Counted in the client, not sampled from the server, so nothing polls the
+    server during the timed load and nothing else's connections are counted.
+    """
+
+    def __init__(self) -> None:
+        self.open = 0
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._lock = threading.Lock()
 
-    def _watch(self) -> None:
-        with self.engine.connect() as conn:
-            while not self._stop.is_set():
-                count = conn.exec_driver_sql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                    (APPLICATION_NAME,),
-                ).scalar_one()
-                conn.rollback()
-                self.peak = max(self.peak, int(count))
-                self._stop.wait(self.interval)
+    def attach(self, engine: Engine | AsyncEngine) -> None:
+        pool_events = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(pool_events, "connect", self._opened)
+        event.listen(pool_events, "close", self._closed)
+        event.listen(pool_events, "close_detached", self._closed)
 
-    def __enter__(self) -> ConnectionWatcher:
-        self._thread.start()
-        return self
+    def _opened(self, *_: Any) -> None:
+        with self._lock:
+            self.open += 1
+            self.peak = max(self.peak, self.open)
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _closed(self, *_: Any) -> None:
+        with self._lock:
+            self.open -= 1
 
 
 # --- one load: C clients, R requests each -------------------------------------------------------
@@ -199,6 +199,8 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     timeouts: int = 0
+    timeout_waits: list[float] = field(default_factory=list)
+    """How long each checkout that gave up waited."""
     written: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -228,8 +230,8 @@ def sync_load(engine: Engine, point: Point, requests: int) -> Load:
         ids = client_ids(index)
         latencies: list[float] = []
         waits: list[float] = []
+        gave_up: list[float] = []
         written: dict[int, str] = {}
-        timeouts = 0
         start_together.wait()
         for i in range(requests):
             uid = ids[i % IDS_PER_CLIENT]
@@ -238,7 +240,7 @@ def sync_load(engine: Engine, point: Point, requests: int) -> Load:
             try:
                 conn = engine.connect()
             except sa_exc.TimeoutError:
-                timeouts += 1
+                gave_up.append(clock() - begun)
                 continue
             waits.append(clock() - begun)
             with conn, Session(bind=conn, expire_on_commit=False) as session:
@@ -252,7 +254,8 @@ def sync_load(engine: Engine, point: Point, requests: int) -> Load:
             load.latencies += latencies
             load.waits += waits
             load.written.update(written)
-            load.timeouts += timeouts
+            load.timeout_waits += gave_up
+            load.timeouts += len(gave_up)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(point.concurrency)]
     started = clock()
@@ -277,6 +280,7 @@ async def async_load(engine: AsyncEngine, point: Point, requests: int) -> Load:
             try:
                 conn = await engine.connect()
             except sa_exc.TimeoutError:
+                load.timeout_waits.append(clock() - begun)
                 load.timeouts += 1
                 continue
             load.waits.append(clock() - begun)
@@ -361,22 +365,21 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
             verified=False,
         )
         rounds = Rounds(settings.rounds, setup=lambda: None, warmup_rounds=1)
-        with ConnectionWatcher(admin) as watcher:
-            if case.backend.is_async:
-                outcome, counter = asyncio.run(
-                    run_async(benchmark, case, target, settings.requests_per_client, rounds)
-                )
-            else:
-                outcome, counter = run_sync(
-                    benchmark, case, target, settings.requests_per_client, rounds
-                )
+        if case.backend.is_async:
+            outcome, counter = asyncio.run(
+                run_async(benchmark, case, target, settings.requests_per_client, rounds)
+            )
+        else:
+            outcome, counter = run_sync(
+                benchmark, case, target, settings.requests_per_client, rounds
+            )
         loads: list[Load] = outcome.results
         verify(loads, counter, point, settings.requests_per_client, admin)
     finally:
         admin.dispose()
 
     latencies = [x for load in loads for x in load.latencies]
-    waits = [x for load in loads for x in load.waits]
+    waits = [x for load in loads for x in load.waits + load.timeout_waits]
     wait_ms = percentiles_ms(waits)
     benchmark.extra_info.update(
         throughput_rps=round(float(np.median([ld.completed / ld.duration for ld in loads])), 1),
@@ -388,7 +391,8 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
         },
         timeouts=sum(load.timeouts for load in loads),
         completed=sum(load.completed for load in loads),
-        connections=watcher.peak,
+        connections=counter.connections.peak,
+        timeout_wait_ms=percentiles_ms([x for load in loads for x in load.timeout_waits]),
         statements=STATEMENTS_PER_REQUEST,
         verified=True,
     )
@@ -412,6 +416,17 @@ def verify(
         f"expected {STATEMENTS_PER_REQUEST} statements per request, counted "
         f"{counter.count} for {counter.requests}",
     )
+    # a request that flushed but did not commit would pass the counts above: every completed
+    # request must have committed, and the final state of every user it wrote must be there
+    check(
+        counter.commits == counter.requests,
+        f"{counter.commits} commits for {counter.requests} completed requests",
+    )
+    check(
+        counter.connections.peak <= point.connections_needed(),
+        f"the pool held {counter.connections.peak} connections, more than "
+        f"{point.connections_needed()} possible",
+    )
     last = loads[-1].written
     with admin.connect() as conn:
         stored = dict(conn.execute(select(User.id, User.name).where(User.id.in_(list(last)))).all())
@@ -419,16 +434,28 @@ def verify(
 
 
 class CountingRequests(StatementCounter):
-    """Thread-safe statement counting, and how many requests completed in all calls."""
+    """Thread-safe counting of statements and commits, completed requests, connections."""
 
     def __init__(self) -> None:
         super().__init__()
         self.requests = 0
+        self.commits = 0
+        self.connections = ConnectionTally()
         self._lock = threading.Lock()
+
+    def attach(self, engine: Engine | AsyncEngine) -> None:
+        super().attach(engine)
+        sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(sync, "commit", self._on_commit)
+        self.connections.attach(engine)
 
     def _on_execute(self, *args: Any) -> None:
         with self._lock:
             super()._on_execute(*args)
+
+    def _on_commit(self, *_: Any) -> None:
+        with self._lock:
+            self.commits += 1
 
 
 def run_sync(

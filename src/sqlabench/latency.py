@@ -35,7 +35,7 @@ MAX_RTT_MS = 1000.0
 TOLERANCE = 0.25
 PROBES = 300
 CHUNK = 1 << 20
-SPIN = 0.0005
+SPIN = 0.0001
 
 
 @dataclass(frozen=True)
