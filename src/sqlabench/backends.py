@@ -8,8 +8,8 @@ here, so adding a driver is adding an entry.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
-import importlib.util
 import os
 import sqlite3
 import warnings
@@ -58,7 +58,15 @@ class Backend:
         return self.mode == "async"
 
     def driver_installed(self) -> bool:
-        return importlib.util.find_spec(self.driver) is not None
+        return self.driver_problem() is None
+
+    def driver_problem(self) -> str | None:
+        """Why the driver cannot be used here (it must import, not only be found), or None."""
+        try:
+            importlib.import_module(self.driver)
+        except ImportError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def driver_version(self) -> str:
         if self.driver == "sqlite3":
@@ -129,10 +137,12 @@ def resolve_backends(names: tuple[str, ...] | list[str]) -> list[Backend]:
     wanted = {get_backend(n).name for n in names} if names else set(REGISTRY)
     chosen = [b for b in REGISTRY.values() if b.name in wanted]
     for backend in chosen:
-        if not backend.driver_installed():
+        problem = backend.driver_problem()
+        if problem:
             raise SqlabenchError(
                 f"backend {backend.name!r} needs the driver package {backend.distribution!r}, "
-                "which is not installed (pip install it, or choose another --backend)"
+                f"which cannot be imported here ({problem}); pip install it, or choose "
+                "another --backend"
             )
     return chosen
 

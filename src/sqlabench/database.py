@@ -64,10 +64,7 @@ def prepare_postgres(target: PostgresTarget) -> str:
             assert isinstance(conn, Connection)
             version_num = int(conn.execute(text("SHOW server_version_num")).scalar_one())
             version = str(conn.execute(text("SHOW server_version")).scalar_one())
-            if version_num < MIN_POSTGRES_VERSION:
-                raise SqlabenchError(
-                    f"PostgreSQL {version} at {target.display} is too old (need 12 or newer)"
-                )
+            check_server_version(version_num, version, target.display)
             _ensure_owned_schema(conn)
             conn.commit()
     except DBAPIError as exc:
@@ -75,6 +72,12 @@ def prepare_postgres(target: PostgresTarget) -> str:
     finally:
         engine.dispose()
     return version
+
+
+def check_server_version(version_num: int, version: str, where: str) -> None:
+    """PostgreSQL 12 or newer (generated columns, RETURNING everywhere SQLAlchemy needs)."""
+    if version_num < MIN_POSTGRES_VERSION:
+        raise SqlabenchError(f"PostgreSQL {version} at {where} is too old (need 12 or newer)")
 
 
 def _ensure_owned_schema(conn: Any) -> None:
