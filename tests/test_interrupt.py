@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 from sqlabench.backends import POSTGRES_URL_ENV
 
@@ -29,8 +31,9 @@ def children_running(parent: int, marker: str) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_ctrl_c_saves_an_incomplete_result_and_stops_the_proxy(
-    tmp_path: Path, scratch_database: str
+    tmp_path: Path, scratch_database: str, stop: int
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != POSTGRES_URL_ENV}
     process = subprocess.Popen(
@@ -49,7 +52,7 @@ def test_ctrl_c_saves_an_incomplete_result_and_stops_the_proxy(
             break
     proxies = children_running(process.pid, "sqlabench.latency")
     assert proxies, "the run should have started its latency proxy"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, "".join(lines) + rest
     assert "interrupted; what was measured is in" in rest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -56,8 +57,13 @@ def one_line_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a kill is handled as Ctrl-C: servers and proxies are stopped
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script: click's usage errors, too, become one line and exit 2."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         code = cli.main(args=argv, prog_name="sqlabench", standalone_mode=False)
     except click.UsageError as exc:
