@@ -61,3 +61,19 @@ def test_placeholders_follow_each_paramstyle() -> None:
     assert placeholders(REGISTRY["sqlite"], sql).endswith("a = ? AND b = ?")
     assert placeholders(REGISTRY["psycopg"], sql).endswith("a = %s AND b = %s")
     assert placeholders(REGISTRY["asyncpg"], sql).endswith("a = $1 AND b = $2")
+
+
+def test_dead_processes_are_forgotten_as_server_users(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+
+    from sqlabench.backends import forget_dead_handles
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    handles = tmp_path / ".handle_pids.json"
+    handles.write_text(json.dumps([os.getpid(), dead.pid]))
+    forget_dead_handles(tmp_path)
+    assert json.loads(handles.read_text()) == [os.getpid()]
+    forget_dead_handles(tmp_path / "missing")  # no list yet: nothing to do

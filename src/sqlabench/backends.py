@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import json
 import os
 import sqlite3
 import warnings
@@ -217,6 +218,8 @@ def postgres_target(url: str | None) -> Iterator[PostgresTarget]:
         ) from None
     data_dir = embedded_data_dir()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with pgserver.postgres_server.PostgresServer._lock:
+        forget_dead_handles(data_dir)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -229,6 +232,32 @@ def postgres_target(url: str | None) -> Iterator[PostgresTarget]:
         yield PostgresTarget(make_url(server.get_uri()), embedded=True)
     finally:
         server.cleanup()
+
+
+def forget_dead_handles(data_dir: Path) -> None:
+    """Drop processes that no longer exist from pgserver's list of the server's users.
+
+    pgserver stops the server when the last process using it lets go; a process that was
+    killed (SIGKILL, OOM, a CI timeout) never lets go, and the server would then run forever.
+    """
+    handles = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- connecting ---------------------------------------------------------------------------
