@@ -539,7 +539,7 @@ def test_bulk_insert(benchmark: Any, sqlabench_run: RunContext, case: Case) -> N
     benchmark.extra_info.update(
         statements=outcome.statements_per_call,
         rows_per_s=round(rows_per_s, 1),
-        ratio_to_ceiling=round(rows_per_s / ceiling, 4) if ceiling else None,
+        ratio_to_ceiling=round(rows_per_s / ceiling, 6) if ceiling else None,
         peak_rss_mb=peak,
         contents_checksum=checksum,
         verified=True,
