@@ -126,3 +126,20 @@ def test_a_run_where_every_benchmark_fails_is_still_recorded(tmp_path: Path) -> 
     assert data["sqlabench"]["complete"] is False
     errors = [f["error"] for f in data["sqlabench"]["failures"]]
     assert len(errors) == 2 and all("broken before timing" in e for e in errors)
+
+
+def test_repeat_runs_passes_and_joins_their_rounds(tmp_path: Path) -> None:
+    done = run_cli(
+        "run", "engines", "--profile", "smoke", "-b", "sqlite", "-k", "raw and pk_lookup",
+        "--repeat", "2", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "pass 2/2 [1/1] test_engines[sqlite-raw-pk_lookup]  ok" in done.stderr
+    [path] = tmp_path.glob("*.json")
+    data = json.loads(path.read_text())
+    assert data["sqlabench"]["repeat"] == 2 and data["sqlabench"]["complete"] is True
+    [bench] = data["benchmarks"]
+    assert bench["extra_info"]["passes"] == 2 and bench["extra_info"]["verified"] is True
+    assert bench["stats"]["rounds"] == len(bench["stats"]["data"]) >= 6
+    bad = run_cli("run", "engines", "-b", "sqlite", "--repeat", "0", "--out", str(tmp_path / "x"))
+    assert_one_line_error(bad, "--repeat must be from 1 to 100, not 0")

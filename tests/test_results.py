@@ -90,3 +90,25 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(make_result(schema_version=99)))
     with pytest.raises(SqlabenchError, match="schema version 99 is not supported"):
         results.load(path)
+
+
+def test_passes_are_merged_round_by_round() -> None:
+    def one_pass(data: list[float], verified: bool) -> dict:
+        return {
+            "benchmarks": [
+                {
+                    "name": "b",
+                    "extra_info": {"verified": verified, "statements": 1},
+                    "stats": {"data": data, "median": sorted(data)[len(data) // 2]},
+                }
+            ]
+        }
+
+    merged = results.merge_passes([one_pass([1.0, 2.0, 3.0], True), one_pass([4.0, 5.0], True)])
+    [bench] = merged["benchmarks"]
+    assert bench["stats"]["data"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert bench["stats"]["rounds"] == 5 and bench["stats"]["median"] == 3.0
+    assert bench["stats"]["min"] == 1.0 and bench["stats"]["max"] == 5.0
+    assert bench["extra_info"] == {"verified": True, "statements": 1, "passes": 2}
+    failed_once = results.merge_passes([one_pass([1.0], True), one_pass([2.0], False)])
+    assert failed_once["benchmarks"][0]["extra_info"]["verified"] is False

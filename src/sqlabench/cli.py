@@ -165,6 +165,15 @@ def list_command() -> None:
     help="Only benchmarks whose id matches this pytest -k expression.",
 )
 @click.option(
+    "--repeat",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="Run the selection K times, one pass after another, and join each benchmark's "
+    "rounds, so a shared machine's slow drift spreads over all benchmarks alike.",
+)
+@click.option(
     "--rtt-ms",
     type=float,
     default=0.0,
@@ -181,6 +190,7 @@ def run_command(
     postgres_url: str | None,
     out_dir: str,
     select: str | None,
+    repeat: int,
     rtt_ms: float,
 ) -> None:
     """Run QUESTION (or all) and write a new JSON result file into --out.
@@ -192,7 +202,7 @@ def run_command(
     if not question_names:
         raise SqlabenchError("name a question to run, or 'all' (see: sqlabench list)")
     outcome = runner.run(
-        question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms
+        question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms, repeat
     )
     print_tables(summary.tables(outcome.result))
     servers: dict[str, list[str]] = {}

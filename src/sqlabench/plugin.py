@@ -73,6 +73,8 @@ class RunContext:
         self.started = now_iso()
         self.failures: list[dict[str, str]] = []
         self.skipped: list[dict[str, str]] = []
+        self.repeat = 1
+        self.pass_number = 1
         self.total = 0
         self.done = 0
         self._postgres_url = postgres_url
@@ -156,6 +158,7 @@ class RunContext:
             machine=machine_id(),
             backends=self.backend_info(),
             rtt_ms=self.rtt_ms,
+            repeat=self.repeat,
             rtt_measured_ms=self.path.measured_ms if self.path else None,
             rtt_base_ms=self.path.base_ms if self.path else None,
             scenario_hashes=hashes,
@@ -280,7 +283,8 @@ def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
     name = item.name
     if report.skipped:
         reason = _skip_reason(report)
-        ctx.skipped.append({"benchmark": name, "reason": ctx.mask(reason)})
+        if ctx.pass_number == 1:
+            ctx.skipped.append({"benchmark": name, "reason": ctx.mask(reason)})
         status = f"skipped: {ctx.mask(reason)}"
     elif report.failed:
         message = _failure_message(report)
@@ -293,7 +297,11 @@ def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
         if stats is not None and getattr(stats, "data", None):
             status = f"ok  median {format_seconds(stats.median)}"
     width = len(str(ctx.total or 1))
-    print(f"[{ctx.done:>{width}}/{ctx.total}] {name}  {status}", file=sys.__stderr__, flush=True)
+    label = f"pass {ctx.pass_number}/{ctx.repeat} " if ctx.repeat > 1 else ""
+    print(
+        f"{label}[{ctx.done:>{width}}/{ctx.total}] {name}  {status}",
+        file=sys.__stderr__, flush=True,
+    )  # fmt: skip
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

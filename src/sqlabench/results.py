@@ -53,6 +53,8 @@ class RunInfo:
     backends: tuple[BackendInfo, ...]
     rtt_ms: float = 0.0
     """Round-trip latency injected between client and PostgreSQL (0: none)."""
+    repeat: int = 1
+    """Passes over the selection, run one after another; rounds are joined across them."""
     rtt_measured_ms: float | None = None
     """Median SELECT 1 round trip through the injected path, measured before the run."""
     rtt_base_ms: float | None = None
@@ -113,6 +115,44 @@ class ResultFile:
     info: RunInfo
     benchmarks: tuple[BenchmarkResult, ...]
     raw: dict[str, Any]
+
+
+def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One pytest-benchmark JSON from several passes over the same benchmarks.
+
+    Each benchmark's rounds (`stats.data`) are joined across the passes and its summary
+    statistics recomputed over all of them; its `extra_info` is the last pass's, `verified`
+    only if every pass verified it. Benchmarks keep the order they first appeared in.
+    """
+    import numpy as np
+
+    merged = dict(passes[-1])
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for one in passes:
+        for bench in one.get("benchmarks", []):
+            by_name.setdefault(bench["name"], []).append(bench)
+    benchmarks = []
+    for copies in by_name.values():
+        bench = dict(copies[-1])
+        data = [x for c in copies for x in c["stats"].get("data", [])]
+        stats = dict(bench["stats"])
+        if data:
+            values = np.asarray(data)
+            q1, median, q3 = (float(v) for v in np.percentile(values, [25, 50, 75]))
+            stats.update(
+                data=data, rounds=len(data), min=float(values.min()), max=float(values.max()),
+                mean=float(values.mean()), median=median, q1=q1, q3=q3, iqr=q3 - q1,
+                stddev=float(values.std(ddof=1)) if len(data) > 1 else 0.0,
+                total=float(values.sum()), ops=1 / float(values.mean()),
+            )  # fmt: skip
+        bench["stats"] = stats
+        info = dict(bench.get("extra_info") or {})
+        info["verified"] = all((c.get("extra_info") or {}).get("verified") for c in copies)
+        info["passes"] = len(copies)
+        bench["extra_info"] = info
+        benchmarks.append(bench)
+    merged["benchmarks"] = benchmarks
+    return merged
 
 
 def now_iso() -> str:

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,6 +84,7 @@ def run(
     out_dir: str | Path = DEFAULT_OUT,
     select: str | None = None,
     rtt_ms: float = 0.0,
+    repeat: int = 1,
 ) -> RunOutcome:
     """Run the questions' benchmarks and write one new result file into `out_dir`.
 
@@ -92,6 +94,8 @@ def run(
     chosen = question_registry.resolve(list(question_names))
     question_registry.check_profile(profile)
     check_rtt(rtt_ms)
+    if not 1 <= repeat <= 100:
+        raise SqlabenchError(f"--repeat must be from 1 to 100, not {repeat}")
     backends = resolve_backends(list(backend_names))
     check_selection(select)
     results.check_writable_dir(out_dir)
@@ -110,7 +114,7 @@ def run(
             path=latency_path,
         )  # fmt: skip
         stack.callback(context.close)
-        hooks = RunnerHooks(context, names)
+        context.repeat = repeat
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-")))
         args = [
             *(str(q.path) for q in chosen),
@@ -125,9 +129,17 @@ def run(
         ]  # fmt: skip
         if select:
             args += ["-k", select]
-        exit_code = pytest.main(args, plugins=[hooks])
+        passes: list[dict[str, Any]] = []
+        for number in range(1, repeat + 1):
+            context.pass_number, context.done = number, 0
+            hooks = RunnerHooks(context, names)
+            exit_code = pytest.main(args, plugins=[hooks])
+            if hooks.json is not None:
+                passes.append(hooks.json)
+            if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                break
         interrupted = exit_code == pytest.ExitCode.INTERRUPTED
-        if interrupted and context.done == 0:
+        if interrupted and context.done == 0 and not passes:
             raise KeyboardInterrupt
         if interrupted:
             context.failures.append({"benchmark": "(session)", "error": "interrupted (Ctrl-C)"})
@@ -136,7 +148,7 @@ def run(
                 f"no benchmark matches -k {select!r}" if select else "no benchmark to run"
             )
         elif exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            if hooks.json is None and not context.failures and context.done == 0:
+            if not passes and not context.failures and context.done == 0:
                 raise SqlabenchError(
                     f"the benchmark session stopped early (pytest exit {exit_code})"
                 )
@@ -146,13 +158,13 @@ def run(
             )
         # pytest-benchmark writes no JSON when no benchmark got as far as timing: the run is
         # still recorded, with its failures
-        data = hooks.json or {"benchmarks": []}
-        if hooks.json is None or exit_code not in (
-            pytest.ExitCode.OK,
-            pytest.ExitCode.TESTS_FAILED,
-        ):
-            complete = exit_code == pytest.ExitCode.OK and context.done == context.total
-            data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
+        data = results.merge_passes(passes) if passes else {"benchmarks": []}
+        complete = (
+            exit_code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+            and len(passes) == repeat
+            and context.done == context.total
+        )
+        data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
         stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
         path = results.write_new(data, out_dir, stem)
     if interrupted:
