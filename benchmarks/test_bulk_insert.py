@@ -59,7 +59,7 @@ from sqlabench.measure import (
 )
 from sqlabench.models import BulkRow, BulkTuple, DataSize, bulk_rows
 from sqlabench.plugin import RunContext
-from sqlabench.scenario import async_engine, case_by_id, parametrize_cases, sync_engine
+from sqlabench.scenario import async_engine, case_parameters, sync_engine
 
 QUESTION = "bulk_insert"
 STRATEGIES = (
@@ -160,14 +160,7 @@ def cases(backends: list[Backend], profile: str) -> list[Case]:
     return out
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    parametrize_cases(metafunc, lambda ctx: cases(ctx.backends, ctx.profile))
-
-
-@pytest.fixture
-def case(request: pytest.FixtureRequest, sqlabench_run: RunContext) -> Case:
-    """The case named by the test's parameter."""
-    return case_by_id(request, cases(sqlabench_run.backends, sqlabench_run.profile))  # type: ignore[no-any-return]
+pytest_generate_tests, case = case_parameters(cases)
 
 
 # --- the strategies -----------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
@@ -52,9 +51,8 @@ from sqlabench.plugin import RunContext
 from sqlabench.scenario import (
     async_engine,
     async_held_connection,
-    case_by_id,
+    case_parameters,
     held_connection,
-    parametrize_cases,
     sync_engine,
 )
 
@@ -124,14 +122,7 @@ def cases(backends: list[Backend], profile: str) -> list[Case]:
     return out
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    parametrize_cases(metafunc, lambda ctx: cases(ctx.backends, ctx.profile))
-
-
-@pytest.fixture
-def case(request: pytest.FixtureRequest, sqlabench_run: RunContext) -> Case:
-    """The case named by the test's parameter."""
-    return case_by_id(request, cases(sqlabench_run.backends, sqlabench_run.profile))  # type: ignore[no-any-return]
+pytest_generate_tests, case = case_parameters(cases)
 
 
 # --- the workloads, one class per layer and mode ------------------------------------------------

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
@@ -46,9 +45,8 @@ from sqlabench.plugin import RunContext
 from sqlabench.scenario import (
     async_engine,
     async_held_connection,
-    case_by_id,
+    case_parameters,
     held_connection,
-    parametrize_cases,
     sync_engine,
 )
 
@@ -169,14 +167,7 @@ def cases(backends: list[Backend], profile: str) -> list[Case]:
     return [c for c in out if c.strategy in c.size.strategies and fits(c)]
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    parametrize_cases(metafunc, lambda ctx: cases(ctx.backends, ctx.profile))
-
-
-@pytest.fixture
-def case(request: pytest.FixtureRequest, sqlabench_run: RunContext) -> Case:
-    """The case named by the test's parameter."""
-    return case_by_id(request, cases(sqlabench_run.backends, sqlabench_run.profile))  # type: ignore[no-any-return]
+pytest_generate_tests, case = case_parameters(cases)
 
 
 # --- the statement each case runs ---------------------------------------------------------------

@@ -25,21 +25,29 @@ class HasId(Protocol):
     def id(self) -> str: ...
 
 
-def parametrize_cases(
-    metafunc: pytest.Metafunc, make_cases: Callable[[RunContext], Sequence[HasId]]
-) -> None:
-    """Parametrize the `case` fixture by case ids, for the run's backends and profile.
+def case_parameters(
+    make_cases: Callable[[list[Backend], str], Sequence[HasId]],
+) -> tuple[Callable[[pytest.Metafunc], None], Any]:
+    """A scenario module's `pytest_generate_tests` hook and its `case` fixture.
 
-    Ids, not objects, are the parameters: pytest-benchmark stores them in the result JSON.
-    The module's `case` fixture maps an id back to its case with `case_by_id`.
+    Tests are parametrized by case ids, not case objects: pytest-benchmark stores the
+    parameters in the result JSON. The fixture maps the id back to its case, for the run's
+    backends and profile. Use: `pytest_generate_tests, case = case_parameters(cases)`.
     """
-    if "case" in metafunc.fixturenames:
-        ids = [c.id for c in make_cases(context_of(metafunc.config))]
-        metafunc.parametrize("case", ids, ids=ids, indirect=True)
 
+    def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+        if "case" in metafunc.fixturenames:
+            ctx = context_of(metafunc.config)
+            ids = [c.id for c in make_cases(ctx.backends, ctx.profile)]
+            metafunc.parametrize("case", ids, ids=ids, indirect=True)
 
-def case_by_id(request: pytest.FixtureRequest, cases: Sequence[HasId]) -> Any:
-    return {c.id: c for c in cases}[request.param]
+    @pytest.fixture(name="case")
+    def case_fixture(request: pytest.FixtureRequest, sqlabench_run: RunContext) -> Any:
+        """The case named by the test's parameter."""
+        by_id = {c.id: c for c in make_cases(sqlabench_run.backends, sqlabench_run.profile)}
+        return by_id[request.param]
+
+    return pytest_generate_tests, case_fixture
 
 
 def sync_engine(
