@@ -37,6 +37,7 @@ from sqlabench.latency import PathMeasurement
 from sqlabench.masking import mask_text
 from sqlabench.questions import PROFILES, discover
 from sqlabench.results import RESULT_KEY, SCHEMA_VERSION, BackendInfo, RunInfo, now_iso
+from sqlabench.summary import format_time
 
 __all__ = [
     "pytest_addoption",
@@ -295,7 +296,7 @@ def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
         bench = getattr(item, "funcargs", {}).get("benchmark")
         stats = getattr(getattr(bench, "stats", None), "stats", None)
         if stats is not None and getattr(stats, "data", None):
-            status = f"ok  median {format_seconds(stats.median)}"
+            status = f"ok  median {format_time(stats.median)}"
     width = len(str(ctx.total or 1))
     label = f"pass {ctx.pass_number}/{ctx.repeat} " if ctx.repeat > 1 else ""
     print(
@@ -316,14 +317,6 @@ def _failure_message(report: pytest.TestReport) -> str:
     if crash is not None:
         return " ".join(str(crash.message).split())
     return " ".join(str(report.longrepr).split())[-300:]
-
-
-def format_seconds(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.1f} µs"
 
 
 def pytest_benchmark_update_json(
