@@ -100,8 +100,8 @@ PROFILES = {
     "smoke": BulkProfile(rows=(200,), rounds={200: 1}, sweep_rows=(200,)),
     "quick": BulkProfile(rows=(1_000, 10_000), rounds={1_000: 3, 10_000: 3}, sweep_rows=(10_000,)),
     "full": BulkProfile(
-        rows=(10_000, 100_000, 1_000_000),
-        rounds={10_000: 7, 100_000: 5, 1_000_000: 3},
+        rows=(10_000, 100_000),
+        rounds={10_000: 7, 100_000: 3},
         sweep_rows=(100_000,),
     ),
 }

@@ -76,6 +76,7 @@ class Size:
     parents: int
     fanout: int
     strategies: tuple[str, ...] = STRATEGIES
+    shapes: tuple[str, ...] = SHAPES
 
 
 PROFILES: dict[str, tuple[Size, ...]] = {
@@ -86,9 +87,11 @@ PROFILES: dict[str, tuple[Size, ...]] = {
         Size(10, 3, tuple(s for s in STRATEGIES if s != "immediateload")),
         Size(50, 3, tuple(s for s in STRATEGIES if s != "immediateload")),
     ),
+    # nested at 1,000 parents is 111,000 rows and ~10 s a lazy load here: it would take a full
+    # run's hour on its own, so the full profile stops nested at 100 parents
     "full": (
-        Size(10, 10), Size(100, 10), Size(1_000, 10),
-        Size(10, 100), Size(100, 100), Size(1_000, 100),
+        Size(10, 10), Size(100, 10),
+        Size(1_000, 10, shapes=tuple(s for s in SHAPES if s != "nested")),
     ),
 }  # fmt: skip
 
@@ -164,7 +167,9 @@ def cases(backends: list[Backend], profile: str) -> list[Case]:
             backends, PROFILES[profile], SHAPES, STRATEGIES
         )
     ]
-    return [c for c in out if c.strategy in c.size.strategies and fits(c)]
+    return [
+        c for c in out if c.strategy in c.size.strategies and c.shape in c.size.shapes and fits(c)
+    ]
 
 
 pytest_generate_tests, case = case_parameters(cases)

@@ -97,7 +97,7 @@ PROFILES = {
     "smoke": PoolsProfile(grid((2,), (0,), (4,)), requests_per_client=3, rounds=1),
     "quick": PoolsProfile(grid((1, 5, 20), (0,), (4, 16)), requests_per_client=10, rounds=3),
     "full": PoolsProfile(
-        grid((1, 5, 10, 20), (0, 10), (1, 4, 16, 64)), requests_per_client=100, rounds=5
+        grid((1, 5, 10, 20), (0, 10), (1, 4, 16, 64)), requests_per_client=30, rounds=5
     ),
 }
 

@@ -38,7 +38,7 @@ TIMING: dict[str, list[str]] = {
         "--benchmark-warmup=on", "--benchmark-warmup-iterations=2",
     ],
     "full": [
-        "--benchmark-min-rounds=15", "--benchmark-max-time=1.0", "--benchmark-min-time=0.00002",
+        "--benchmark-min-rounds=7", "--benchmark-max-time=1.0", "--benchmark-min-time=0.00002",
         "--benchmark-warmup=on", "--benchmark-warmup-iterations=10",
     ],
 }  # fmt: skip
