@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.sqlabench-installed
 PROFILE ?= quick
 ARGS   ?=
 
-.PHONY: bench test lint install clean
+.PHONY: bench charts report test lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,38 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run every question's quick profile on the default backends; writes results/runs/*.json.
+## Run every question's quick profile on the default backends; writes results/runs/*.json,
+## then that run's charts and report into results/latest/.
 bench: $(STAMP)
-	$(BIN)/sqlabench run all --profile $(PROFILE) $(ARGS)
+	$(BIN)/sqlabench run all --profile $(PROFILE) --report results/latest $(ARGS)
+
+# the newest result file, unless RESULTS names others
+RESULTS ?= $(shell ls -t results/runs/*.json 2>/dev/null | head -1)
+
+## Charts (PNG and SVG) of RESULTS (default: the newest run) into results/charts/.
+charts: $(STAMP)
+	@test -n "$(RESULTS)" || { echo "make charts: no result in results/runs; run make bench first, or give RESULTS=FILE..." >&2; exit 2; }
+	$(BIN)/sqlabench plot $(RESULTS) --out results/charts
+
+## report.md and report.html (with charts) of RESULTS into results/report/.
+report: $(STAMP)
+	@test -n "$(RESULTS)" || { echo "make report: no result in results/runs; run make bench first, or give RESULTS=FILE..." >&2; exit 2; }
+	$(BIN)/sqlabench report $(RESULTS) --out results/report
+
+.PHONY: bench-pr baseline
+BASE   ?= main
+PASSES ?= 3
+
+## The regression gate: BASE and this checkout benchmarked in turn, PASSES passes each, then
+## compared (results/pr/compare.md); exit 1 on a regression. ARGS go to `sqlabench run`.
+bench-pr: $(STAMP)
+	$(BIN)/python scripts/bench_pr.py --base $(BASE) --passes $(PASSES) --profile $(PROFILE) $(if $(strip $(ARGS)),-- $(ARGS))
+
+## A new baseline: all questions, 3 passes, promoted to results/baseline.json (the previous
+## one is kept in results/runs/ as baseline-<its start>.json).
+baseline: $(STAMP)
+	$(BIN)/sqlabench run all --profile $(PROFILE) --repeat 3 --out results/runs $(ARGS)
+	$(BIN)/python scripts/promote_baseline.py --newest results/runs
 
 ## Run the tests (unit and integration, against real databases).
 test: $(STAMP)

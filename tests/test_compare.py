@@ -119,3 +119,82 @@ def test_cli_exit_codes_and_formats(tmp_path: Path) -> None:
         done = run_cli("compare", str(base), str(bad))
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+
+
+def with_passes(
+    medians: dict[str, float],
+    drifts: list[float],
+    seed: int,
+    slower: dict[str, float] | None = None,
+    rounds_per_pass: int = 20,
+    spread: float = 0.25,
+) -> dict[str, Any]:
+    """A --repeat result: every pass shifted by its drift (shared by all benchmarks, as a busy
+    machine shifts them), noisy rounds, the rounds of each pass in time order."""
+    rng = random.Random(seed)
+    data = make_result()
+    data["benchmarks"] = []
+    for name, median in medians.items():
+        factor = (slower or {}).get(name, 1.0)
+        rounds = [
+            median * factor * drift * rng.lognormvariate(0, spread)
+            for drift in drifts
+            for _ in range(rounds_per_pass)
+        ]
+        data["benchmarks"].append(
+            {
+                "name": name,
+                "fullname": name,
+                "extra_info": {"question": "engines", "backend": "sqlite", "statements": 1,
+                               "pass_rounds": [rounds_per_pass] * len(drifts)},
+                "stats": {"median": sorted(rounds)[len(rounds) // 2], "data": rounds},
+            }
+        )  # fmt: skip
+    return data
+
+
+MANY = {f"test_engines[sqlite-raw-case{i}]": 1e-4 * (1 + i % 7) for i in range(400)}
+
+
+def test_one_benchmark_scaled_by_110_among_400_noisy_ones_is_named(tmp_path: Path) -> None:
+    """The acceptance check: a copy with one benchmark's rounds x1.10 exits 1 and names it,
+    even when rounds spread widely and 400 benchmarks are compared at once."""
+    rng = random.Random(3)
+    base = run_with({})
+    for name, median in MANY.items():
+        rounds = [median * rng.lognormvariate(0, 0.4) for _ in range(15)]  # unsorted, noisy
+        base["benchmarks"].append(
+            {"name": name, "fullname": name,
+             "extra_info": {"question": "engines", "backend": "sqlite", "statements": 1},
+             "stats": {"median": sorted(rounds)[7], "data": rounds}}
+        )  # fmt: skip
+    name = "test_engines[sqlite-raw-case123]"
+    paths = {"base": base, "slow": scaled(base, name, 1.10)}
+    for stem, data in paths.items():
+        (tmp_path / f"{stem}.json").write_text(json.dumps(data))
+    same = run_cli("compare", str(tmp_path / "base.json"), str(tmp_path / "base.json"))
+    assert same.returncode == 0
+    slow = run_cli("compare", str(tmp_path / "base.json"), str(tmp_path / "slow.json"))
+    assert slow.returncode == 1, slow.stdout
+    assert name in slow.stdout and "1 regression(s)" in slow.stdout
+
+
+def test_interleaved_passes_absorb_drift_that_fools_a_test_over_rounds() -> None:
+    """A/A with every pass drifting up to 30%: no regression among 400, where rounds treated as
+    independent samples would call many of them changed."""
+    base_drifts = [1.0, 1.3, 0.9, 1.15, 1.05]
+    head_drifts = [1.02, 1.25, 0.95, 1.2, 1.0]  # the neighbour passes of an interleaved run
+    base = as_result(with_passes(MANY, base_drifts, seed=1))
+    head = as_result(with_passes(MANY, head_drifts, seed=2))
+    result = compare.compare(base, head)
+    assert result.regressions == () and result.improvements == ()
+    assert {c.unit for c in result.changes} == {"pass"}
+
+
+def test_interleaved_passes_catch_a_ten_percent_slowdown() -> None:
+    drifts = [1.0, 1.3, 0.9, 1.15, 1.05, 0.95, 1.1, 1.0, 1.2, 0.9]
+    name = "test_engines[sqlite-raw-case7]"
+    head = with_passes(MANY, drifts, seed=2, slower={name: 1.10}, rounds_per_pass=50, spread=0.1)
+    base = as_result(with_passes(MANY, drifts, seed=1, rounds_per_pass=50, spread=0.1))
+    result = compare.compare(base, as_result(head))
+    assert [c.name for c in result.regressions] == [name]

@@ -109,6 +109,9 @@ def test_passes_are_merged_round_by_round() -> None:
     assert bench["stats"]["data"] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert bench["stats"]["rounds"] == 5 and bench["stats"]["median"] == 3.0
     assert bench["stats"]["min"] == 1.0 and bench["stats"]["max"] == 5.0
-    assert bench["extra_info"] == {"verified": True, "statements": 1, "passes": 2}
+    assert bench["extra_info"] == {
+        "verified": True, "statements": 1, "passes": 2,
+        "pass_rounds": [3, 2], "pass_medians": [2.0, 4.5],
+    }  # fmt: skip
     failed_once = results.merge_passes([one_pass([1.0], True), one_pass([2.0], False)])
     assert failed_once["benchmarks"][0]["extra_info"]["verified"] is False

@@ -22,7 +22,8 @@ from sqlabench.masking import mask_text
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BAD_INPUT = 2
 
-out = Console(highlight=False, soft_wrap=False, width=max(150, Console().width))
+# markup off: benchmark ids like test_x[psycopg-orm] would otherwise be read as style tags
+out = Console(highlight=False, markup=False, soft_wrap=False, width=max(150, Console().width))
 
 
 def one_line_errors(func: F) -> F:
@@ -182,6 +183,12 @@ def list_command() -> None:
     help="Round-trip latency to add between client and PostgreSQL, as over a network "
     "(a proxy the run starts and stops; measured before any benchmark).",
 )
+@click.option(
+    "--report",
+    "report_dir",
+    metavar="DIR",
+    help="After the run, write its charts and report (as `sqlabench report`) into DIR.",
+)
 @one_line_errors
 def run_command(
     question_names: tuple[str, ...],
@@ -192,6 +199,7 @@ def run_command(
     select: str | None,
     repeat: int,
     rtt_ms: float,
+    report_dir: str | None,
 ) -> None:
     """Run QUESTION (or all) and write a new JSON result file into --out.
 
@@ -201,6 +209,8 @@ def run_command(
     """
     if not question_names:
         raise SqlabenchError("name a question to run, or 'all' (see: sqlabench list)")
+    if report_dir is not None:
+        results.check_writable_dir(report_dir)
     outcome = runner.run(
         question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms, repeat
     )
@@ -219,12 +229,60 @@ def run_command(
             "without); SQLite backends are unaffected"
         )
     click.echo(f"wrote {outcome.path}")
+    if report_dir is not None:
+        from sqlabench import report
+
+        md_path, _, _ = report.write([results.load(outcome.path)], report_dir)
+        click.echo(f"wrote {md_path} (and report.html, charts) from {outcome.path.name}")
     if outcome.failed:
         click.echo(
             f"sqlabench: {outcome.failed} benchmark(s) failed; see 'failures' in the result",
             err=True,
         )
         sys.exit(1)
+
+
+@cli.command("plot")
+@click.argument("result_paths", metavar="RESULT...", nargs=-1, required=True)
+@click.option(
+    "--out", "out_dir", default="results/charts", show_default=True, metavar="DIR",
+    help="Directory for the charts (PNG and SVG); charts of the same name are redrawn.",
+)  # fmt: skip
+@one_line_errors
+def plot_command(result_paths: tuple[str, ...], out_dir: str) -> None:
+    """Draw the charts of result files: one per question, from the newest run that has it.
+
+    With two or more files, also a forest plot comparing the two newest runs and the history
+    of every benchmark across all of them. Reads the files only, never a database.
+    """
+    from sqlabench import plot
+
+    charts = plot.plot_results([results.load(p) for p in result_paths], out_dir)
+    for path in charts.written:
+        click.echo(f"wrote {path}")
+    for note in charts.notes:
+        click.echo(f"note: {note}")
+
+
+@cli.command("report")
+@click.argument("result_paths", metavar="RESULT...", nargs=-1, required=True)
+@click.option(
+    "--out", "out_dir", default="results/report", show_default=True, metavar="DIR",
+    help="Directory for report.md, report.html and their charts.",
+)  # fmt: skip
+@one_line_errors
+def report_command(result_paths: tuple[str, ...], out_dir: str) -> None:
+    """Write report.md and a self-contained report.html: per question the answer in one
+    sentence computed from the data, the table behind it and its chart; then the environment.
+    """
+    from sqlabench import report
+
+    md_path, html_path, built = report.write([results.load(p) for p in result_paths], out_dir)
+    for section in built.sections:
+        click.echo(f"{section.question}: {section.answer}")
+    for note in built.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {md_path} and {html_path}")
 
 
 @cli.command("compare")
@@ -282,8 +340,11 @@ def print_comparison(outcome: comparison.Comparison) -> None:
             f"{c.ratio:.3f}", f"{c.ci_low:.3f}-{c.ci_high:.3f}", f"{c.detectable:.1%}", verdict,
         )  # fmt: skip
     out.print(table)
+    for c in outcome.regressions:
+        why = "; ".join(c.reasons) or f"{c.ratio:.3f}× ({c.ci_low:.3f}-{c.ci_high:.3f})"
+        out.print(f"regression: {c.name}: {why}", overflow="ignore", crop=False)
     for warning in outcome.warnings:
-        out.print(f"warning: not like for like: {warning}")
+        out.print(f"warning: {warning}")
     for name in outcome.only_baseline:
         out.print(f"only in the baseline: {name}")
     for name in outcome.only_current:
@@ -292,6 +353,53 @@ def print_comparison(outcome: comparison.Comparison) -> None:
         f"{len(outcome.regressions)} regression(s), {len(outcome.improvements)} faster, "
         f"{len(outcome.changes) - len(outcome.regressions) - len(outcome.improvements)} unchanged"
     )
+
+
+@cli.command("merge")
+@click.argument("result_paths", metavar="RESULT...", nargs=-1, required=True)
+@click.option(
+    "--out", "out_dir", default=str(runner.DEFAULT_OUT), show_default=True, metavar="DIR",
+    help="Directory for the merged result file (never overwritten).",
+)  # fmt: skip
+@one_line_errors
+def merge_command(result_paths: tuple[str, ...], out_dir: str) -> None:
+    """Join result files of the same benchmarks, run one after another, into one new file.
+
+    Each benchmark's rounds are joined and every pass's median kept (`pass_medians`), as
+    `run --repeat` does. The files must share profile, questions, suite commit, scenario
+    sources and injected latency.
+    """
+    data = results.merge_files(result_paths)
+    click.echo(f"wrote {results.write_new(data, out_dir, results.merged_stem(data))}")
+
+
+@cli.command("history")
+@click.argument("result_paths", metavar="RESULT...", nargs=-1, required=True)
+@click.option(
+    "--format", "output", default="table", show_default=True,
+    type=click.Choice(["table", "json"]), help="table for a terminal, or json.",
+)  # fmt: skip
+@one_line_errors
+def history_command(result_paths: tuple[str, ...], output: str) -> None:
+    """Each benchmark's median in every run, oldest run first, and last / first.
+
+    Runs are ordered by when they started and labelled by date and short commit.
+    """
+    from sqlabench import history
+
+    trend = history.series(result_paths)
+    if output == "json":
+        click.echo(json.dumps(trend.to_json(), indent=2))
+        return
+    t = history.table(trend)
+    table = RichTable(title=t.title, title_justify="left")
+    for i, column in enumerate(t.columns):
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i > 0)
+    for row in t.rows:
+        table.add_row(*row)
+    out.print(table)
+    for note in t.notes:
+        out.print(note)
 
 
 def print_tables(tables: list[summary.Table]) -> None:

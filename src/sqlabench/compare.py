@@ -1,32 +1,43 @@
 """Comparing two runs: which benchmarks got slower or faster, with how much confidence.
 
-For each benchmark present in both runs (matched by name, which carries the backend), from
-the per-round times in `stats.data`: the ratio of medians (current / baseline) with a 95%
-bootstrap confidence interval, and a Mann-Whitney U test, its p-values corrected for the many
-benchmarks compared at once (Benjamini-Hochberg). A benchmark is slower only when the change
-is significant after correction, its interval lies wholly above 1, and the ratio is at least
-1 + threshold; faster likewise. Any increase in `statements` or `rows_fetched` is a regression
-whatever the timings: doing more work is never noise.
+Rounds measured in one pass share that pass's state of a shared machine (its load, clocks,
+caches), so they are not independent evidence about a change: treating them as such (a
+Mann-Whitney U over rounds) calls run-to-run drift a regression. The unit here is a block of
+rounds measured together: a pass of `run --repeat K` (its rounds are in `pass_rounds`), or,
+for a single pass, consecutive chunks of its rounds. Block i of the baseline is paired with
+block i of the current run (interleaved passes sit side by side in time, so the pairing
+cancels drift), and a paired t-test on the log ratio of block medians gives the p-value and
+the 95% interval of the ratio. P-values are corrected for the many benchmarks compared at
+once (Benjamini-Hochberg). A benchmark is slower only when the change is significant after
+correction, its interval lies wholly above 1, and the ratio of medians is at least
+1 + threshold; faster likewise. Any increase in `statements` or `rows_fetched` is a
+regression whatever the timings: doing more work is never noise.
 
 Never touches a database; the result files are all it reads.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from sqlabench.errors import SqlabenchError
 from sqlabench.results import BenchmarkResult, ResultFile
 
 ALPHA = 0.01
-BOOTSTRAP_RESAMPLES = 2000
+MIN_PASSES = 3
+"""Passes a side needs before passes, rather than chunks of rounds, are the unit tested."""
+CHUNKS = 5
+"""Consecutive chunks a single pass's rounds are split into."""
+MIN_FOR_POOLING = 8
+"""Benchmarks needed before their shared drift and their spread are estimated together."""
 COUNTED = ("statements", "rows_fetched")
 """Per-operation counts: any increase is a regression."""
-RUN_FIELDS = ("profile", "rtt_ms", "python", "sqlalchemy", "machine")
+RUN_FIELDS = ("profile", "rtt_ms", "python", "sqlalchemy", "machine", "injected_slowdown")
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ class Change:
     verdict: str
     """slower, faster, unchanged, or more-work."""
     reasons: tuple[str, ...] = ()
+    unit: str = "pass"
+    """What was paired and tested: passes of --repeat, or chunks of a single pass's rounds."""
 
 
 @dataclass(frozen=True)
@@ -77,29 +90,156 @@ class Comparison:
         }
 
 
-def _ratio_interval(base: np.ndarray, current: np.ndarray, seed: int) -> tuple[float, float]:
-    if len(base) < 2 or len(current) < 2:
-        return (float("nan"), float("nan"))
-
-    def ratio_of_medians(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        result: np.ndarray = np.median(b, axis=axis) / np.median(a, axis=axis)
-        return result
-
-    interval = stats.bootstrap(
-        (base, current),
-        ratio_of_medians,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        vectorized=True,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    ).confidence_interval
-    return float(interval.low), float(interval.high)
+def blocks(bench: BenchmarkResult) -> list[np.ndarray]:
+    """The benchmark's rounds split into the blocks that were measured together."""
+    data = np.asarray(bench.data or [bench.median], dtype=float)
+    counts = bench.extra_info.get("pass_rounds")
+    if (
+        isinstance(counts, list)
+        and len(counts) >= MIN_PASSES
+        and all(isinstance(n, int) and n > 0 for n in counts)
+        and sum(counts) == len(data)
+    ):
+        return np.split(data, np.cumsum(counts)[:-1])
+    return [c for c in np.array_split(data, min(CHUNKS, len(data))) if len(c)]
 
 
-def _p_value(base: np.ndarray, current: np.ndarray) -> float:
-    if len(base) < 2 or len(current) < 2 or (np.ptp(base) == 0 and np.ptp(current) == 0):
-        return 1.0
-    return float(stats.mannwhitneyu(base, current, alternative="two-sided").pvalue)
+def paired_log_ratios(base: BenchmarkResult, current: BenchmarkResult) -> tuple[np.ndarray, str]:
+    """log(current / baseline) per pair of blocks, and the unit paired (pass or chunk);
+    an empty array when both sides have passes but not the same number of them."""
+    b_blocks, c_blocks = blocks(base), blocks(current)
+    if has_passes(base) and has_passes(current):
+        if len(b_blocks) != len(c_blocks):
+            return np.array([]), "pass"
+        b_logs = np.log([np.median(b) for b in b_blocks])
+        return np.log([np.median(c) for c in c_blocks]) - b_logs, "pass"
+    # single passes: chunk both sides alike, chunk i against chunk i (both in time order)
+    n = min(len(b_blocks), len(c_blocks))
+    b_chunks = np.array_split(np.concatenate(b_blocks), n)
+    c_chunks = np.array_split(np.concatenate(c_blocks), n)
+    return np.log(
+        [np.median(c) / np.median(b) for b, c in zip(b_chunks, c_chunks, strict=True)]
+    ), "chunk"
+
+
+def remove_common_drift(differences: list[np.ndarray]) -> list[np.ndarray]:
+    """Take out of each pass pair the drift every benchmark shared in it.
+
+    A busy neighbour or a frequency change moves every benchmark of a pass alike. The median
+    over benchmarks of pass pair i's log ratio, less its mean over the pairs, is that shared
+    move; subtracting it leaves each benchmark's own change (its mean over pairs is kept, so
+    a change of every benchmark still shows). Only where enough benchmarks share the pass.
+    """
+    longest = max((len(d) for d in differences), default=0)
+    shared = []
+    for i in range(longest):
+        column = [d[i] for d in differences if len(d) > i]
+        shared.append(float(np.median(column)) if len(column) >= MIN_FOR_POOLING else math.nan)
+    known = [x for x in shared if math.isfinite(x)]
+    if len(known) < 2:
+        return differences
+    level = float(np.mean(known))
+    drift = np.array([x - level if math.isfinite(x) else 0.0 for x in shared])
+    return [d - drift[: len(d)] for d in differences]
+
+
+def prior_variance(variances: list[float], df: list[int]) -> tuple[float, float]:
+    """The noise every benchmark's own variance is shrunk towards, and its weight in degrees
+    of freedom: an empirical-Bayes prior fitted to all of them (Smyth 2004, limma's fitFDist).
+
+    With 3 passes a benchmark's own variance has 2 degrees of freedom and a t-test on it has
+    almost no power; borrowing the spread of the other benchmarks gives it many more.
+    """
+    pairs = [(v, d) for v, d in zip(variances, df, strict=True) if v > 0 and d > 0]
+    if len(pairs) < MIN_FOR_POOLING:
+        return 0.0, 0.0
+    v = np.array([p[0] for p in pairs])
+    d = np.array([p[1] for p in pairs], dtype=float)
+    e = np.log(v) - special.digamma(d / 2) + np.log(d / 2)
+    excess = float(np.var(e, ddof=1) - np.mean(special.polygamma(1, d / 2)))
+    if excess <= 0:
+        d0 = math.inf
+        return float(np.exp(np.mean(e))), d0
+    d0 = 2 * _inverse_trigamma(excess)
+    s0 = float(np.exp(np.mean(e) + special.digamma(d0 / 2) - np.log(d0 / 2)))
+    return s0, d0
+
+
+def _inverse_trigamma(x: float) -> float:
+    """y with trigamma(y) = x, by Newton's method (Smyth's algorithm)."""
+    y = 0.5 + 1 / x
+    for _ in range(50):
+        tri = float(special.polygamma(1, y))
+        step = tri * (1 - tri / x) / float(special.polygamma(2, y))
+        y += step
+        if -step / y < 1e-8:
+            break
+    return y
+
+
+def moderated_test(
+    log_ratios: np.ndarray, prior: float, prior_df: float
+) -> tuple[float, float, float]:
+    """p-value and 95% interval of the ratio: a t-test on the mean log ratio whose variance
+    is the benchmark's own, shrunk towards the prior (an ordinary t-test without one)."""
+    n = len(log_ratios)
+    mean = float(np.mean(log_ratios)) if n else 0.0
+    if n < 2:
+        return 1.0, float("nan"), float("nan")
+    own = float(np.var(log_ratios, ddof=1))
+    if math.isinf(prior_df):
+        variance, df = prior, math.inf
+    else:
+        variance = (prior_df * prior + (n - 1) * own) / (prior_df + n - 1)
+        df = prior_df + n - 1
+    if variance == 0 or not math.isfinite(variance):
+        # every block moved by exactly the same factor: no noise left to doubt it
+        exact = math.exp(mean)
+        return (0.0 if mean != 0 else 1.0), exact, exact
+    error = math.sqrt(variance / n)
+    p_value = float(2 * stats.t.sf(abs(mean) / error, df=df))
+    margin = float(stats.t.ppf(0.975, df=df)) * error
+    return p_value, math.exp(mean - margin), math.exp(mean + margin)
+
+
+def block_tests(
+    pairs: list[tuple[BenchmarkResult, BenchmarkResult]],
+) -> list[tuple[float, float, float, str]]:
+    """Per pair: p-value, 95% interval of the ratio, and the unit tested (pass or chunk)."""
+    paired = [paired_log_ratios(b, c) for b, c in pairs]
+    out: list[tuple[float, float, float, str] | None] = [None] * len(pairs)
+    for unit in ("pass", "chunk"):
+        members = [i for i, (d, u) in enumerate(paired) if u == unit and len(d)]
+        differences = [paired[i][0] for i in members]
+        if unit == "pass":
+            differences = remove_common_drift(differences)
+        variances = [float(np.var(d, ddof=1)) if len(d) > 1 else 0.0 for d in differences]
+        prior, prior_df = prior_variance(variances, [len(d) - 1 for d in differences])
+        for i, d in zip(members, differences, strict=True):
+            out[i] = (*moderated_test(d, prior, prior_df), unit)
+    for i, (base, cur) in enumerate(pairs):
+        if out[i] is None:  # passes on both sides, but not as many: unpaired
+            b_logs = np.log([np.median(x) for x in blocks(base)])
+            c_logs = np.log([np.median(x) for x in blocks(cur)])
+            out[i] = (*welch_test(b_logs, c_logs), "pass")
+    return [o for o in out if o is not None]
+
+
+def has_passes(bench: BenchmarkResult) -> bool:
+    counts = bench.extra_info.get("pass_rounds")
+    return (
+        isinstance(counts, list) and len(counts) >= MIN_PASSES and len(blocks(bench)) == len(counts)
+    )
+
+
+def welch_test(base_logs: np.ndarray, current_logs: np.ndarray) -> tuple[float, float, float]:
+    """Unpaired passes (different numbers per side): Welch's t-test on log pass medians."""
+    result = stats.ttest_ind(current_logs, base_logs, equal_var=False)
+    if not np.isfinite(result.pvalue):
+        diff = float(np.mean(current_logs) - np.mean(base_logs))
+        return (0.0 if diff else 1.0), math.exp(diff), math.exp(diff)
+    interval = result.confidence_interval(0.95)
+    return float(result.pvalue), math.exp(interval.low), math.exp(interval.high)
 
 
 def _more_work(base: BenchmarkResult, current: BenchmarkResult) -> tuple[str, ...]:
@@ -117,20 +257,28 @@ def like_for_like(baseline: ResultFile, current: ResultFile) -> list[str]:
     b, c = baseline.info, current.info
     for name in RUN_FIELDS:
         if getattr(b, name) != getattr(c, name):
-            warnings.append(f"{name} differs: {getattr(b, name)!r} vs {getattr(c, name)!r}")
+            warnings.append(
+                f"not like for like: {name} differs: {getattr(b, name)!r} vs {getattr(c, name)!r}"
+            )
     b_backends = {x.name: x for x in b.backends}
     for x in c.backends:
         old = b_backends.get(x.name)
         if old is None:
             continue
         if old.server_version != x.server_version:
-            warnings.append(f"{x.name}: server {old.server_version} vs {x.server_version}")
+            warnings.append(
+                f"not like for like: {x.name} server {old.server_version} vs {x.server_version}"
+            )
         if old.driver_version != x.driver_version:
-            warnings.append(f"{x.name}: driver {old.driver_version} vs {x.driver_version}")
+            warnings.append(
+                f"not like for like: {x.name} driver {old.driver_version} vs {x.driver_version}"
+            )
     for question, digest in c.scenario_hashes.items():
         before = b.scenario_hashes.get(question)
         if before and before != digest:
-            warnings.append(f"the {question} scenario's source changed between the runs")
+            warnings.append(
+                f"not like for like: the {question} scenario's source changed between the runs"
+            )
     if not c.complete or not b.complete:
         warnings.append("a run is incomplete (interrupted or failed benchmarks)")
     return warnings
@@ -144,15 +292,16 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
     names = [n for n in current_by_name if n in base_by_name]
     pairs = [(base_by_name[n], current_by_name[n]) for n in names]
 
-    samples = [
-        (np.asarray(b.data or [b.median]), np.asarray(c.data or [c.median])) for b, c in pairs
-    ]
-    p_values = [_p_value(b, c) for b, c in samples]
+    tests = block_tests(pairs)
+    p_values = [t[0] for t in tests]
     adjusted = stats.false_discovery_control(p_values, method="bh") if p_values else np.array([])
     changes = []
-    for index, ((base, cur), (b_data, c_data)) in enumerate(zip(pairs, samples, strict=True)):
+    units = set()
+    for index, ((base, cur), (p_value, low, high, unit)) in enumerate(
+        zip(pairs, tests, strict=True)
+    ):
+        units.add(unit)
         ratio = cur.median / base.median
-        low, high = _ratio_interval(b_data, c_data, seed=index)
         detectable = (high - low) / 2 if np.isfinite(low) else float("nan")
         significant = float(adjusted[index]) < ALPHA
         more_work = _more_work(base, cur)
@@ -174,19 +323,26 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
                 ratio=round(ratio, 4),
                 ci_low=round(low, 4),
                 ci_high=round(high, 4),
-                p_value=p_values[index],
+                p_value=p_value,
                 p_adjusted=float(adjusted[index]),
                 detectable=round(detectable, 4),
                 verdict=verdict,
                 reasons=more_work,
+                unit=unit,
             )
+        )
+    warnings = like_for_like(baseline, current)
+    if "chunk" in units:
+        warnings.append(
+            "fewer than 3 passes per side: the noise estimate is chunks of one pass's rounds, "
+            "which cannot see drift between runs (use run --repeat 3+, or scripts/bench_pr.py)"
         )
     return Comparison(
         threshold=threshold,
         changes=tuple(changes),
         only_baseline=tuple(n for n in base_by_name if n not in current_by_name),
         only_current=tuple(n for n in current_by_name if n not in base_by_name),
-        warnings=tuple(like_for_like(baseline, current)),
+        warnings=tuple(warnings),
     )
 
 
@@ -221,7 +377,7 @@ def markdown(result: Comparison) -> str:
                 f"{c.ratio:.3f} ({c.ci_low:.3f} to {c.ci_high:.3f}) | {why} |"
             )
     if result.warnings:
-        lines += ["", "Not like for like:", ""] + [f"- {w}" for w in result.warnings]
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -140,6 +142,29 @@ def _run(benchmark: Any, target: Callable[[], Any], rounds: Rounds | None) -> No
         )
 
 
+SLOWDOWN_ENV = "SQLABENCH_INJECT_SLOWDOWN"
+
+
+def injected_slowdown() -> float:
+    """The fraction by which every timed operation is made slower on purpose (0: none).
+
+    Only scripts/calibrate_gate.py sets it, to measure whether compare catches a slowdown of a
+    known size; the run records it, so such a result cannot pass for a real one.
+    """
+    try:
+        value = float(os.environ.get(SLOWDOWN_ENV) or 0)
+    except ValueError:
+        return 0.0
+    return value if 0 < value < 10 else 0.0
+
+
+def _spin_for(fraction: float, started: float) -> None:
+    """Busy-wait `fraction` of the time since `started`: a slowdown inside the timed call."""
+    until = time.perf_counter() + (time.perf_counter() - started) * fraction
+    while time.perf_counter() < until:
+        pass
+
+
 def measure(
     benchmark: Any,
     op: Callable[[], T],
@@ -152,9 +177,16 @@ def measure(
     keep = kept.append
     calls = 0
 
+    slowdown = injected_slowdown()
+
     def target() -> None:
         nonlocal calls
         calls += 1
+        if slowdown:
+            started = time.perf_counter()
+            keep(op())
+            _spin_for(slowdown, started)
+            return
         keep(op())
 
     before, rows_before = counter.count, counter.rows
@@ -195,9 +227,16 @@ async def measure_async(
     keep = kept.append
     calls = 0
 
+    slowdown = injected_slowdown()
+
     async def target() -> None:
         nonlocal calls
         calls += 1
+        if slowdown:
+            started = time.perf_counter()
+            keep(await op())
+            _spin_for(slowdown, started)
+            return
         keep(await op())
 
     _time_rounds_in_loop(benchmark, target)

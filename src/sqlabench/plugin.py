@@ -35,6 +35,7 @@ from sqlabench.database import prepare_postgres
 from sqlabench.errors import SqlabenchError
 from sqlabench.latency import PathMeasurement
 from sqlabench.masking import mask_text
+from sqlabench.measure import injected_slowdown
 from sqlabench.questions import PROFILES, discover
 from sqlabench.results import RESULT_KEY, SCHEMA_VERSION, BackendInfo, RunInfo, now_iso
 from sqlabench.summary import format_time
@@ -165,6 +166,7 @@ class RunContext:
             scenario_hashes=hashes,
             failures=tuple(self.failures),
             skipped=tuple(self.skipped),
+            injected_slowdown=injected_slowdown(),
         )
 
     def close(self) -> None:

@@ -10,7 +10,8 @@ import contextlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class RunInfo:
     failures: tuple[dict[str, str], ...] = ()
     skipped: tuple[dict[str, str], ...] = ()
     """Benchmarks left out on purpose, each with its reason."""
+    injected_slowdown: float = 0.0
+    """A slowdown added on purpose to every timed operation (gate calibration only; 0: none)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -122,7 +125,9 @@ def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
 
     Each benchmark's rounds (`stats.data`) are joined across the passes and its summary
     statistics recomputed over all of them; its `extra_info` is the last pass's, `verified`
-    only if every pass verified it. Benchmarks keep the order they first appeared in.
+    only if every pass verified it, with `passes`, each pass's number of rounds in
+    `pass_rounds` and its median in `pass_medians`. Benchmarks keep the order they first
+    appeared in.
     """
     import numpy as np
 
@@ -149,6 +154,15 @@ def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
         info = dict(bench.get("extra_info") or {})
         info["verified"] = all((c.get("extra_info") or {}).get("verified") for c in copies)
         info["passes"] = len(copies)
+        # a pass is the unit a gate can test (rounds within one pass share its drift): the
+        # rounds of each pass, in order, so compare can split stats.data back into passes
+        info["pass_rounds"] = [len(c["stats"].get("data", [])) for c in copies]
+        info["pass_medians"] = [
+            float(np.median(c["stats"]["data"]))
+            if c["stats"].get("data")
+            else float(c["stats"]["median"])
+            for c in copies
+        ]
         bench["extra_info"] = info
         benchmarks.append(bench)
     merged["benchmarks"] = benchmarks
@@ -264,3 +278,102 @@ def write_new(data: dict[str, Any], directory: str | os.PathLike[str], stem: str
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+
+
+MERGE_MUST_MATCH = ("profile", "questions", "suite_commit", "scenario_hashes", "rtt_ms")
+"""What result files must share to be joined: the same benchmarks of the same code."""
+
+
+def instant(value: str, source: str) -> datetime:
+    """A result's `started` or `finished` as an aware datetime (UTC when it names no zone)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise SqlabenchError(f"{source}: not a timestamp: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def merge_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    """One result from several result files of the same benchmarks, run one after another.
+
+    The files are taken in the order they started. Each benchmark's rounds are joined with
+    `merge_passes`; its `passes`, `pass_rounds` and `pass_medians` count every pass of every
+    file: a file that itself joined several passes contributes each of them (a file older
+    than `pass_rounds` contributes its rounds as one block, with their median, though its
+    `passes` still counts them all). The run's provenance is the first file's;
+    `repeat` is the total of passes, `started` the earliest, `finished` the latest, `complete`
+    only if every file is, `failures` and `skipped` those of all files. Files whose profile,
+    questions, suite commit, scenario sources or injected latency differ are refused.
+    """
+    if not paths:
+        raise SqlabenchError("name at least one result file to merge")
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            raise SqlabenchError(f"{p}: given twice (each run may be merged once)")
+        seen[key] = str(p)
+    loaded = [load(p) for p in paths]
+    first = loaded[0]
+    for other in loaded[1:]:
+        for name in MERGE_MUST_MATCH:
+            mine, theirs = getattr(first.info, name), getattr(other.info, name)
+            if mine != theirs:
+                raise SqlabenchError(
+                    f"cannot merge {other.path} with {first.path}: {name} differs "
+                    f"({theirs!r} vs {mine!r}); only runs of the same benchmarks can be merged"
+                )
+    import numpy as np
+
+    ordered = sorted(loaded, key=lambda r: instant(r.info.started, str(r.path)))
+    merged = merge_passes([r.raw for r in ordered])
+    by_file = [{b["name"]: b for b in r.raw["benchmarks"]} for r in ordered]
+    for bench in merged["benchmarks"]:
+        passes, rounds, medians = 0, [], []
+        for benchmarks in by_file:
+            copy = benchmarks.get(bench["name"])
+            if copy is None:
+                continue
+            info, stats = copy.get("extra_info") or {}, copy["stats"]
+            passes += int(info.get("passes", 1))
+            data = [float(x) for x in stats.get("data", [])]
+            blocks = info.get("pass_rounds")
+            if not (
+                isinstance(blocks, list)
+                and all(isinstance(n, int) and n > 0 for n in blocks)
+                and sum(blocks) == len(data) > 0
+            ):
+                blocks = [len(data)]  # one pass, or a file from before pass_rounds
+            known = info.get("pass_medians")
+            if isinstance(known, list) and len(known) == len(blocks):
+                medians += [float(x) for x in known]
+            elif data:
+                medians += [float(np.median(x)) for x in np.split(data, np.cumsum(blocks)[:-1])]
+            else:
+                medians.append(float(stats["median"]))
+            rounds += blocks
+        bench["extra_info"].update(passes=passes, pass_rounds=rounds, pass_medians=medians)
+    infos = [r.info for r in ordered]
+    # each backend as the earliest file that ran it recorded it
+    backends = {b.name: b for i in reversed(infos) for b in i.backends}
+    names = dict.fromkeys(b.name for i in infos for b in i.backends)
+    info = replace(
+        infos[0],
+        finished=max(
+            (i.finished for i in infos), key=lambda v: instant(v, "a merged result's finished")
+        ),
+        complete=all(i.complete for i in infos),
+        repeat=sum(i.repeat for i in infos),
+        backends=tuple(backends[n] for n in names),
+        failures=tuple(f for i in infos for f in i.failures),
+        skipped=tuple(s for i in infos for s in i.skipped),
+    )
+    merged[RESULT_KEY] = info.to_json()
+    return merged
+
+
+def merged_stem(data: dict[str, Any]) -> str:
+    """The file name (without .json) of a merged result: its first start, questions, profile."""
+    info = RunInfo.from_json(data[RESULT_KEY])
+    started = instant(info.started, "merged result").astimezone(UTC)
+    return f"{started:%Y%m%dT%H%M%SZ}-{'+'.join(info.questions)}-{info.profile}-merged"
