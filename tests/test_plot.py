@@ -1,0 +1,230 @@
+"""plot and report: files from small synthetic results, valid images, notes and exit codes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import re
+import struct
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+
+from conftest import run_cli
+from sqlabench import plot, report, results
+from test_results import make_result
+
+BACKENDS = [
+    results.BackendInfo(
+        "sqlite", "sqlite", "sync", "sqlite+pysqlite", "sqlite3", "3.40", "3.40", "file",
+    ),
+    results.BackendInfo(
+        "psycopg", "postgresql", "sync", "postgresql+psycopg", "psycopg", "3.3", "16.2",
+        "postgresql://bench:***@db/x",
+    ),
+    results.BackendInfo(
+        "asyncpg", "postgresql", "async", "postgresql+asyncpg", "asyncpg", "0.30", "16.2",
+        "postgresql://bench:***@db/x",
+    ),
+]  # fmt: skip
+
+
+def bench(name: str, median: float, seed: int, **info: Any) -> dict[str, Any]:
+    rng = random.Random(seed)
+    data = sorted(median * rng.lognormvariate(0, 0.05) for _ in range(9))
+    return {
+        "name": name,
+        "fullname": name,
+        "extra_info": {"verified": True, **info},
+        "stats": {"median": data[4], "q1": data[2], "q3": data[6], "data": data},
+    }
+
+
+def engines() -> list[dict[str, Any]]:
+    out = []
+    for backend, mode in (("sqlite", "sync"), ("psycopg", "sync"), ("asyncpg", "async")):
+        for workload in ("pk_lookup", "request"):
+            for layer, cost in (("raw", 1.0), ("core", 1.6), ("orm", 2.4)):
+                out.append(
+                    bench(
+                        f"test_engines[{backend}-{layer}-{workload}]", 1e-4 * cost, len(out),
+                        question="engines", backend=backend, mode=mode, layer=layer,
+                        workload=workload, statements=1,
+                    )
+                )  # fmt: skip
+    return out
+
+
+def loading() -> list[dict[str, Any]]:
+    out = []
+    for shape in ("one_to_many", "nested"):
+        for strategy, per_parent in (("lazy", 1e-3), ("selectinload", 2e-4), ("joinedload", 3e-4)):
+            for parents in (10, 100):
+                statements = 1 + parents if strategy == "lazy" else 2
+                out.append(
+                    bench(
+                        f"test_loading[psycopg-{shape}-{strategy}-P{parents}-F3]",
+                        per_parent * parents, len(out), question="loading", backend="psycopg",
+                        mode="sync", shape=shape, strategy=strategy, parents=parents, fanout=3,
+                        statements=statements, rows_fetched=parents * 4,
+                    )
+                )  # fmt: skip
+    return out
+
+
+def bulk_insert() -> list[dict[str, Any]]:
+    out = []
+    for backend, ceiling in (("sqlite", "raw_executemany"), ("psycopg", "copy")):
+        for strategy, rate in ((ceiling, 500_000.0), ("core_executemany", 90_000.0),
+                               ("orm_add_all_flush", 12_000.0)):  # fmt: skip
+            out.append(
+                bench(
+                    f"test_bulk_insert[{backend}-{strategy}-10000]", 10_000 / rate, len(out),
+                    question="bulk_insert", backend=backend, mode="sync", strategy=strategy,
+                    rows=10_000, page_size=1000, ceiling=strategy == ceiling, rows_per_s=rate,
+                    ratio_to_ceiling=rate / 500_000, statements=1,
+                )
+            )  # fmt: skip
+    return out
+
+
+def pools() -> list[dict[str, Any]]:
+    out = []
+    for size in (None, 1, 5):
+        for concurrency in (1, 4, 16):
+            rps = 300.0 * min(concurrency, size or 1) if size else 120.0
+            out.append(
+                bench(
+                    f"test_pools[psycopg-{'nullpool' if size is None else f'pool{size}+0'}"
+                    f"-c{concurrency}]",
+                    concurrency / rps, len(out), question="pools", backend="psycopg", mode="sync",
+                    pool_class="NullPool" if size is None else "QueuePool", pool_size=size,
+                    max_overflow=0, pool_timeout=30.0, concurrency=concurrency,
+                    throughput_rps=rps,
+                    latency_ms={"p50": 2.0, "p95": 5.0, "p99": 8.0 * concurrency},
+                    pool_wait_ms={"p50": 0.1, "p99": 1.0, "total_per_round": 2.0},
+                    timeouts=0, connections=size or concurrency, statements=2,
+                )
+            )  # fmt: skip
+    return out
+
+
+def synthetic(
+    questions: tuple[str, ...], started: str = "2026-11-25T00:00:00+00:00"
+) -> dict[str, Any]:
+    makers = {"engines": engines, "loading": loading, "bulk_insert": bulk_insert, "pools": pools}
+    data = make_result(
+        questions=list(questions), started=started, backends=[b.__dict__ for b in BACKENDS]
+    )
+    data["benchmarks"] = [b for q in questions for b in makers[q]()]
+    return data
+
+
+def write(tmp_path: Path, data: dict[str, Any], stem: str = "run") -> Path:
+    return results.write_new(data, tmp_path / "runs", stem)
+
+
+def is_png(path: Path) -> bool:
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    width, height = struct.unpack(">II", head[16:24])
+    return width > 300 and height > 200
+
+
+def is_svg(path: Path) -> bool:
+    return ElementTree.parse(path).getroot().tag.endswith("svg")
+
+
+ALL = ("engines", "loading", "bulk_insert", "pools")
+
+
+def test_a_png_and_an_svg_per_question(tmp_path: Path) -> None:
+    path = write(tmp_path, synthetic(ALL))
+    done = run_cli("plot", str(path), "--out", str(tmp_path / "charts"))
+    assert done.returncode == 0, done.stderr
+    charts = plot.plot_results([results.load(path)], tmp_path / "charts")
+    for question in ALL:
+        files = charts.by_question[question]
+        assert any(p.suffix == ".png" and is_png(p) for p in files), question
+        assert any(p.suffix == ".svg" and is_svg(p) for p in files), question
+    assert charts.notes == []
+
+
+def test_questions_without_data_are_skipped_with_a_note(tmp_path: Path) -> None:
+    path = write(tmp_path, synthetic(("engines",)))
+    done = run_cli("plot", str(path), "--out", str(tmp_path / "charts"))
+    assert done.returncode == 0, done.stderr
+    assert "engines.png" in done.stdout
+    for question in ("loading", "bulk_insert", "pools"):
+        assert f"note: {question}: no data in the given results, no chart" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "charts").iterdir()) == ["engines.png", "engines.svg"]
+
+
+def test_two_runs_add_a_forest_plot_and_a_history(tmp_path: Path) -> None:
+    first = synthetic(("engines",))
+    second = copy.deepcopy(synthetic(("engines",), started="2026-11-26T00:00:00+00:00"))
+    for b in second["benchmarks"][:2]:
+        b["stats"]["data"] = [x * 1.5 for x in b["stats"]["data"]]
+        b["stats"]["median"] *= 1.5
+    paths = [write(tmp_path, first, "a"), write(tmp_path, second, "b")]
+    charts = plot.plot_results([results.load(p) for p in paths], tmp_path / "charts")
+    assert is_png(charts.by_question["compare"][0])
+    assert is_png(charts.by_question["history"][0])
+
+
+def test_no_password_or_url_reaches_a_chart(tmp_path: Path) -> None:
+    data = synthetic(ALL)
+    path = write(tmp_path, data)
+    charts = plot.plot_results([results.load(path)], tmp_path / "charts")
+    for svg in (p for p in charts.written if p.suffix == ".svg"):
+        text = svg.read_text(encoding="utf-8")
+        assert "postgresql://" not in text and "bench:" not in text
+
+
+def test_report_states_answers_and_links_its_charts(tmp_path: Path) -> None:
+    path = write(tmp_path, synthetic(ALL))
+    out = tmp_path / "report"
+    done = run_cli("report", str(path), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "For loading 100 parents with 3 children each (one-to-many) on psycopg" in text
+    assert re.search(r"selectinload was [45]\.\d× faster than lazy", text)
+    assert "copy (the ceiling) inserted 500,000 rows/s" in text
+    for chart in ("engines.png", "loading-psycopg.png", "bulk_insert.png", "pools.png"):
+        assert f"]({chart})" in text and (out / chart).is_file()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "## Environment" in text and "psycopg 3.3" in text
+
+
+def test_report_answers_only_from_verified_results(tmp_path: Path) -> None:
+    data = synthetic(("loading",))
+    for b in data["benchmarks"]:
+        if b["extra_info"]["strategy"] == "selectinload":
+            b["extra_info"]["verified"] = False
+    section = report.build([results.load(write(tmp_path, data))], tmp_path / "r").sections[0]
+    assert "joinedload was" in section.answer and "selectinload" not in section.answer
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_garbage_input_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text(json.dumps({"hello": "world"}))
+    for path in (garbage, tmp_path / "missing.json"):
+        done = run_cli(command, str(path), "--out", str(tmp_path / "out"))
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("sqlabench: error:")
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_output_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path, synthetic(("engines",)))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = run_cli("plot", str(path), "--out", str(blocker / "charts"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
