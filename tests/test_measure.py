@@ -15,9 +15,11 @@ from sqlalchemy import create_engine, text
 from sqlabench.backends import REGISTRY, PostgresTarget, parse_postgres_url, raw_connect_async
 from sqlabench.measure import (
     KEPT_RESULTS,
+    SLOWDOWN_ENV,
     StatementCounter,
     VerificationError,
     check_statements,
+    injected_slowdown,
     measure,
     measure_async,
 )
@@ -137,3 +139,15 @@ def _fastest_async_workload(postgres_url: str, rounds: int) -> float:
             await conn.close()
 
     return asyncio.run(main())
+
+
+def test_an_injected_slowdown_lengthens_every_timed_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What scripts/calibrate_gate.py relies on: the slowdown is inside the timed call."""
+    monkeypatch.setenv(SLOWDOWN_ENV, "0.5")
+    assert injected_slowdown() == 0.5
+    bench = FakeBenchmark(5)
+    measure(bench, lambda: time.sleep(0.002), StatementCounter())
+    assert min(bench.times) >= 0.003  # a lower bound only: sleep(2 ms) plus half of it, spun
+    for bad in ("nonsense", "-1", "50"):
+        monkeypatch.setenv(SLOWDOWN_ENV, bad)
+        assert injected_slowdown() == 0.0

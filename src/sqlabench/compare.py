@@ -242,6 +242,11 @@ def welch_test(base_logs: np.ndarray, current_logs: np.ndarray) -> tuple[float, 
     return float(result.pvalue), math.exp(interval.low), math.exp(interval.high)
 
 
+def _median(bench: BenchmarkResult) -> float:
+    """The median of the rounds themselves (the stored summary, when a file has no rounds)."""
+    return float(np.median(bench.data)) if bench.data else bench.median
+
+
 def _more_work(base: BenchmarkResult, current: BenchmarkResult) -> tuple[str, ...]:
     reasons = []
     for key in COUNTED:
@@ -301,7 +306,8 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
         zip(pairs, tests, strict=True)
     ):
         units.add(unit)
-        ratio = cur.median / base.median
+        base_median, cur_median = _median(base), _median(cur)
+        ratio = cur_median / base_median
         detectable = (high - low) / 2 if np.isfinite(low) else float("nan")
         significant = float(adjusted[index]) < ALPHA
         more_work = _more_work(base, cur)
@@ -318,8 +324,8 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
                 name=cur.name,
                 question=cur.question,
                 backend=cur.backend,
-                baseline_median=base.median,
-                current_median=cur.median,
+                baseline_median=base_median,
+                current_median=cur_median,
                 ratio=round(ratio, 4),
                 ci_low=round(low, 4),
                 ci_high=round(high, 4),
