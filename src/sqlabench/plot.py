@@ -140,11 +140,14 @@ def _save(fig: Figure, result: ResultFile | None, out: Path, stem: str) -> list[
 
 
 def _layout(
-    fig: Figure, top_inches: float = 0.0, bottom_inches: float = 0.45, right: float = 1.0
+    fig: Figure, top_inches: float = 0.55, bottom_inches: float = 0.45, right: float = 1.0
 ) -> None:
-    """Room, in inches, for the footnote below the panels (tight_layout makes the title's)."""
+    """Room, in inches, for the two-line title above and the footnote below the panels."""
     height = fig.get_figheight()
-    fig.tight_layout(rect=(0, bottom_inches / height, right, 1 - top_inches / height))
+    fig.tight_layout(rect=(0, bottom_inches / height, right, 1))
+    # tight_layout leaves a suptitle's room to chance; panel titles must start below it
+    top = fig.subplotpars.top
+    fig.subplots_adjust(top=min(top, 1 - (top_inches + 0.25) / height))
 
 
 def _plain_log_ticks(axis: Any) -> None:
@@ -342,7 +345,7 @@ def loading_figure(result: ResultFile, backend: str) -> Figure | None:
         "(labels: statements per load at the largest P; lower is faster)",
         x=0.01, ha="left", fontsize=10,
     )  # fmt: skip
-    _layout(fig, top_inches=0.1)
+    _layout(fig)
     return cast("Figure", fig)
 
 
