@@ -491,7 +491,11 @@ def bulk_insert_figure(result: ResultFile) -> Figure | None:
         if ceiling:
             ax.axvline(ceiling, color=OKABE_ITO[1], linestyle="--", linewidth=1)
         ax.set_xscale("log")
-        _plain_log_ticks(ax.xaxis)
+        # narrow panels: decades only, as 10k, 100k, 1M
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _si(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(right=top * 6)
         mode = next((b.mode for b in result.info.backends if b.name == backend), "")
         ax.set_title(f"{backend} ({mode})" if mode else backend)
