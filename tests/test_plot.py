@@ -228,3 +228,15 @@ def test_an_unwritable_output_is_one_line_and_exit_2(tmp_path: Path) -> None:
     blocker.write_text("")
     done = run_cli("plot", str(path), "--out", str(blocker / "charts"))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
+
+
+def test_run_with_report_writes_the_charts_and_report_of_that_run(tmp_path: Path) -> None:
+    """What make bench does at its end: the run, then its report (sqlite only, smoke)."""
+    done = run_cli(
+        "run", "engines", "-b", "sqlite", "--profile", "smoke", "-k", "pk_lookup",
+        "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "latest"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "latest" / "report.md").is_file()
+    assert is_png(tmp_path / "latest" / "engines.png")
+    assert "wrote " in done.stdout and "report.md" in done.stdout

@@ -258,6 +258,9 @@ def write_new(data: dict[str, Any], directory: str | os.PathLike[str], stem: str
     out = ensure_writable_dir(directory)
     payload = json.dumps(data, indent=2, sort_keys=False) + "\n"
     fd, tmp_name = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=".partial")
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp_name, 0o666 & ~mask)  # mkstemp's 0600 would hide results from teammates
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(payload)
