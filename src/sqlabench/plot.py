@@ -140,7 +140,7 @@ def _save(fig: Figure, result: ResultFile | None, out: Path, stem: str) -> list[
 
 
 def _layout(
-    fig: Figure, top_inches: float = 0.55, bottom_inches: float = 0.45, right: float = 1.0
+    fig: Figure, top_inches: float = 0.85, bottom_inches: float = 0.45, right: float = 1.0
 ) -> None:
     """Room, in inches, for the two-line title above and the footnote below the panels."""
     height = fig.get_figheight()
