@@ -57,6 +57,10 @@ def _times(value: float) -> str:
     return f"{value:.1f}×" if value < 10 else f"{value:.0f}×"
 
 
+def _statements(count: object) -> str:
+    return f"{count:,} statement{'' if count == 1 else 's'}" if isinstance(count, int) else "?"
+
+
 def _span(values: Sequence[float]) -> str:
     low, high = min(values), max(values)
     return _times(low) if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} to {_times(high)}"
@@ -130,7 +134,7 @@ def loading_answer(result: ResultFile) -> str:
     return (
         f"For {what}, {name} was {_times(lazy.median / fastest.median)} faster than lazy "
         f"({summary.format_time(fastest.median)} against {summary.format_time(lazy.median)}; "
-        f"{fastest.extra_info.get('statements'):,} statements against "
+        f"{_statements(fastest.extra_info.get('statements'))} against "
         f"{lazy.extra_info.get('statements'):,}), and the fastest strategy measured."
     )
 
