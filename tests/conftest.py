@@ -33,10 +33,17 @@ def run_cli(
 
 def load_scenario(question: str) -> ModuleType:
     """A scenario module from benchmarks/, imported by path (benchmarks/ is not a package)."""
-    name = f"scenario_{question}"
+    return _load_module(f"scenario_{question}", ROOT / "benchmarks" / f"test_{question}.py")
+
+
+def load_script(name: str) -> ModuleType:
+    """A script from scripts/, imported by path so its functions can be tested."""
+    return _load_module(name, ROOT / "scripts" / f"{name}.py")
+
+
+def _load_module(name: str, path: Path) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
-    path = ROOT / "benchmarks" / f"test_{question}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -182,15 +182,17 @@ def measure(
     def target() -> None:
         nonlocal calls
         calls += 1
-        if slowdown:
-            started = time.perf_counter()
-            keep(op())
-            _spin_for(slowdown, started)
-            return
         keep(op())
 
+    def slowed_target() -> None:
+        nonlocal calls
+        calls += 1
+        started = time.perf_counter()
+        keep(op())
+        _spin_for(slowdown, started)
+
     before, rows_before = counter.count, counter.rows
-    _run(benchmark, target, rounds)
+    _run(benchmark, slowed_target if slowdown else target, rounds)
     return _outcome(calls, counter, before, rows_before, kept)
 
 
@@ -232,14 +234,17 @@ async def measure_async(
     async def target() -> None:
         nonlocal calls
         calls += 1
-        if slowdown:
-            started = time.perf_counter()
-            keep(await op())
-            _spin_for(slowdown, started)
-            return
         keep(await op())
 
-    _time_rounds_in_loop(benchmark, target)
+    async def slowed_target() -> None:
+        nonlocal calls
+        calls += 1
+        started = time.perf_counter()
+        keep(await op())
+        _spin_for(slowdown, started)
+
+    if slowdown:
+        target = slowed_target
     before, rows_before = counter.count, counter.rows
     await greenlet_spawn(_run, benchmark, lambda: _await(target()), rounds)
     return _outcome(calls, counter, before, rows_before, kept)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from sqlabench import summary
 from sqlabench.errors import SqlabenchError
 from sqlabench.results import BenchmarkResult, ResultFile
 
@@ -106,7 +107,7 @@ def _quartiles(bench: BenchmarkResult) -> tuple[float, float]:
     return bench.median, bench.median
 
 
-def _order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
+def order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
     seen = list(dict.fromkeys(values))
     rank: dict[str, int] = {}
     for i, v in enumerate(preferred):
@@ -114,9 +115,10 @@ def _order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
     return sorted(seen, key=lambda v: (rank.get(v, len(rank)), seen.index(v)))
 
 
-def _backend_label(result: ResultFile, name: str) -> str:
+def _backend_label(result: ResultFile, name: str, sep: str = "\n") -> str:
+    """`psycopg (sync)`: the backend and its mode, as the run recorded them."""
     mode = next((b.mode for b in result.info.backends if b.name == name), "")
-    return f"{name}\n({mode})" if mode else name
+    return f"{name}{sep}({mode})" if mode else name
 
 
 def _save(fig: Figure, result: ResultFile | None, out: Path, stem: str) -> list[Path]:
@@ -127,7 +129,7 @@ def _save(fig: Figure, result: ResultFile | None, out: Path, stem: str) -> list[
         final = out / f"{stem}.{suffix}"
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=f".{suffix}")
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a chart is for everyone to read
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; a chart is for everyone to read
         try:
             fig.savefig(tmp, format=suffix, metadata={"Date": None} if suffix == "svg" else None)
             os.replace(tmp, final)  # a chart is derived data: redrawing it replaces the old one
@@ -159,7 +161,7 @@ def _plain_log_ticks(axis: Any) -> None:
     axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -212,9 +214,9 @@ def engines_figure(result: ResultFile) -> Figure | None:
     if not benches:
         return None
     plt = _pyplot()
-    workloads = _order((_engines_workload(b.extra_info) for b in benches), ())
-    backends = _order((b.backend for b in benches), BACKEND_ORDER)
-    series = _order(
+    workloads = order((_engines_workload(b.extra_info) for b in benches), ())
+    backends = order((b.backend for b in benches), BACKEND_ORDER)
+    series = order(
         (_engines_series(b.extra_info) for b in benches), ("raw", "core", "orm", "orm, no expire")
     )
     cells = {
@@ -280,7 +282,7 @@ def engines_figure(result: ResultFile) -> Figure | None:
 
 def loading_backend(result: ResultFile) -> str | None:
     """The backend the loading chart shows: the first PostgreSQL one, else the first."""
-    names = _order((b.backend for b in _benches(result, "loading")), BACKEND_ORDER)
+    names = order((b.backend for b in _benches(result, "loading")), BACKEND_ORDER)
     postgres = [n for n in names if n.startswith(("psycopg", "asyncpg"))]
     chosen = postgres or names
     return chosen[0] if chosen else None
@@ -296,8 +298,8 @@ def loading_figure(result: ResultFile, backend: str) -> Figure | None:
     fanout = max(fanouts, key=lambda f: (len(fanouts[f]), f))
     benches = [b for b in benches if int(b.extra_info["fanout"]) == fanout]
     plt = _pyplot()
-    shapes = _order((str(b.extra_info["shape"]) for b in benches), ())
-    strategies = _order((str(b.extra_info["strategy"]) for b in benches), LOADING_STRATEGIES)
+    shapes = order((str(b.extra_info["shape"]) for b in benches), ())
+    strategies = order((str(b.extra_info["strategy"]) for b in benches), LOADING_STRATEGIES)
     columns = 2 if len(shapes) > 1 else 1
     rows = math.ceil(len(shapes) / columns)
     fig, axes = plt.subplots(
@@ -352,12 +354,6 @@ def loading_figure(result: ResultFile, backend: str) -> Figure | None:
 # --- pools ------------------------------------------------------------------------------------
 
 
-def _pool_name(info: dict[str, Any]) -> str:
-    if info.get("pool_class") == "NullPool":
-        return "NullPool"
-    return f"pool {info.get('pool_size')}+{info.get('max_overflow')}"
-
-
 def pools_figure(result: ResultFile) -> Figure | None:
     # the short-timeout point is a failure demonstration, not a configuration to compare
     benches = [
@@ -366,7 +362,7 @@ def pools_figure(result: ResultFile) -> Figure | None:
     if not benches:
         return None
     plt = _pyplot()
-    backends = _order((b.backend for b in benches), BACKEND_ORDER)
+    backends = order((b.backend for b in benches), BACKEND_ORDER)
     sizes = sorted(
         {int(b.extra_info["pool_size"]) for b in benches if b.extra_info.get("pool_size")}
     )
@@ -379,7 +375,8 @@ def pools_figure(result: ResultFile) -> Figure | None:
         lines: dict[str, list[BenchmarkResult]] = defaultdict(list)
         for b in benches:
             if b.backend == backend:
-                lines[_pool_name(b.extra_info)].append(b)
+                label = summary.pool_label(b.extra_info)
+                lines[label if label == "NullPool" else f"pool {label}"].append(b)
         for name, points in lines.items():
             points.sort(key=lambda b: int(b.extra_info["concurrency"]))
             xs = [int(b.extra_info["concurrency"]) for b in points]
@@ -397,8 +394,7 @@ def pools_figure(result: ResultFile) -> Figure | None:
             p99 = [float(b.extra_info["latency_ms"]["p99"]) for b in points]
             axes[0][column].plot(xs, throughput, label=name, markersize=4, **style)
             axes[1][column].plot(xs, p99, label=name, markersize=4, **style)
-        mode = next((b.mode for b in result.info.backends if b.name == backend), "")
-        axes[0][column].set_title(f"{backend} ({mode})" if mode else backend)
+        axes[0][column].set_title(_backend_label(result, backend, " "))
         axes[0][column].set_ylabel("throughput (requests/s)")
         axes[1][column].set_ylabel("p99 latency (ms, log)")
         axes[1][column].set_yscale("log")
@@ -410,11 +406,11 @@ def pools_figure(result: ResultFile) -> Figure | None:
             axes[row][column].set_xticks(concurrency, [str(c) for c in concurrency])
         axes[0][column].set_ylim(bottom=0)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    order = sorted(
+    legend_order = sorted(
         range(len(labels)), key=lambda i: (labels[i] == "NullPool", _pool_key(labels[i]))
     )
     fig.legend(
-        [handles[i] for i in order], [labels[i] for i in order],
+        [handles[i] for i in legend_order], [labels[i] for i in legend_order],
         loc="center right", frameon=False, fontsize=8, title="pool_size+max_overflow",
     )  # fmt: skip
     fig.suptitle(
@@ -437,14 +433,6 @@ def _pool_key(label: str) -> tuple[int, int]:
 # --- bulk_insert ------------------------------------------------------------------------------
 
 
-def _bulk_label(info: dict[str, Any]) -> str:
-    page = info.get("page_size")
-    label = str(info.get("strategy"))
-    if page and page != 1000:
-        label += f" (page {page})"
-    return label
-
-
 def bulk_insert_figure(result: ResultFile) -> Figure | None:
     benches = _benches(result, "bulk_insert")
     if not benches:
@@ -452,9 +440,9 @@ def bulk_insert_figure(result: ResultFile) -> Figure | None:
     rows = max(int(b.extra_info["rows"]) for b in benches)
     benches = [b for b in benches if int(b.extra_info["rows"]) == rows]
     plt = _pyplot()
-    backends = _order((b.backend for b in benches), BACKEND_ORDER)
-    labels = _order((_bulk_label(b.extra_info) for b in benches), ())
-    rate = {(b.backend, _bulk_label(b.extra_info)): b for b in benches}
+    backends = order((b.backend for b in benches), BACKEND_ORDER)
+    labels = order((summary.bulk_label(b.extra_info) for b in benches), ())
+    rate = {(b.backend, summary.bulk_label(b.extra_info)): b for b in benches}
 
     # one order for every panel so strategies line up across them: fastest on average first
     def mean_log_share(label: str) -> float:
@@ -497,8 +485,7 @@ def bulk_insert_figure(result: ResultFile) -> Figure | None:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _si(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(right=top * 6)
-        mode = next((b.mode for b in result.info.backends if b.name == backend), "")
-        ax.set_title(f"{backend} ({mode})" if mode else backend)
+        ax.set_title(_backend_label(result, backend, " "))
         ax.set_xlabel("rows per second (log)")
         ax.grid(axis="y", visible=False)
     axes[0][0].set_yticks(range(len(labels)), labels)
@@ -578,7 +565,7 @@ def history_figure(history: History) -> Figure | None:
         question = name.removeprefix("test_").split("[")[0]
         by_question[question].append((name, medians))
     plt = _pyplot()
-    questions = _order(by_question, QUESTIONS)
+    questions = order(by_question, QUESTIONS)
     fig, axes = plt.subplots(
         len(questions), 1, figsize=(8, 2.6 * len(questions) + 0.8), squeeze=False, sharex=True
     )

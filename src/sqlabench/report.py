@@ -76,7 +76,7 @@ def engines_answer(result: ResultFile) -> str:
         for b in benches
         if b.extra_info.get("workload") == "pk_lookup"
     }
-    backends = plot._order({backend for backend, _ in lookups}, plot.BACKEND_ORDER)
+    backends = plot.order({backend for backend, _ in lookups}, plot.BACKEND_ORDER)
     orm = [
         lookups[(b, "orm")].median / lookups[(b, "raw")].median
         for b in backends
@@ -145,9 +145,7 @@ def bulk_insert_answer(result: ResultFile) -> str:
         return "No verified bulk_insert result in this run."
     rows = max(int(b.extra_info["rows"]) for b in benches)
     benches = [b for b in benches if int(b.extra_info["rows"]) == rows]
-    backends = plot._order(
-        {b.backend for b in benches}, ("psycopg", "asyncpg", *plot.BACKEND_ORDER)
-    )
+    backends = plot.order({b.backend for b in benches}, ("psycopg", "asyncpg", *plot.BACKEND_ORDER))
     sentences = []
     for backend in backends[:2]:
         mine = [b for b in benches if b.backend == backend]
@@ -166,7 +164,7 @@ def bulk_insert_answer(result: ResultFile) -> str:
         sentence = (
             f"at {rows:,} rows on {backend}, {ceiling.extra_info['strategy']} (the ceiling) "
             f"inserted {rate:,.0f} rows/s; the fastest SQLAlchemy strategy, "
-            f"{plot._bulk_label(best.extra_info)}, reached {share:.2f} of it"
+            f"{summary.bulk_label(best.extra_info)}, reached {share:.2f} of it"
         )
         if unit_of_work is not None:
             sentence += (
@@ -186,7 +184,7 @@ def pools_answer(result: ResultFile) -> str:
         return "No verified pools result in this run."
     concurrency = max(int(b.extra_info["concurrency"]) for b in benches)
     parts = []
-    for backend in plot._order({b.backend for b in benches}, plot.BACKEND_ORDER):
+    for backend in plot.order({b.backend for b in benches}, plot.BACKEND_ORDER):
         at = [
             b
             for b in benches
@@ -393,7 +391,7 @@ def to_html(markdown_text: str, out: Path) -> str:
 
 def _write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.chmod(tmp, 0o666 & ~plot._umask())
+    os.chmod(tmp, 0o666 & ~plot.umask())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -156,8 +156,7 @@ def bulk_insert_tables(result: ResultFile) -> list[Table]:
     for (backend, count), benches in groups.items():
         for b in sorted(benches, key=lambda x: x.median):
             info = b.extra_info
-            page = info.get("page_size")
-            label = str(info["strategy"]) + (f" (page {page})" if page and page != 1000 else "")
+            label = bulk_label(info)
             ratio = info.get("ratio_to_ceiling")
             rows.append(
                 (
@@ -179,6 +178,12 @@ def bulk_insert_tables(result: ResultFile) -> list[Table]:
             ["stmts: statements the server ran per insert (an executemany counts once per row)."],
         )
     ]  # fmt: skip
+
+
+def bulk_label(info: dict[str, object]) -> str:
+    """A bulk_insert strategy, with its page size when it is not SQLAlchemy's default."""
+    page = info.get("page_size")
+    return str(info.get("strategy")) + (f" (page {page})" if page and page != 1000 else "")
 
 
 def pool_label(info: dict[str, object]) -> str:
