@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlabench.backends import REGISTRY, PostgresTarget, parse_postgres_url, raw
 from sqlabench.measure import (
     KEPT_RESULTS,
     SLOWDOWN_ENV,
+    Rounds,
     StatementCounter,
     VerificationError,
     check_statements,
@@ -87,6 +89,44 @@ def test_async_operations_run_inside_the_running_loop() -> None:
         assert outcome.results[-1] == 50
 
     asyncio.run(main())
+
+
+@pytest.mark.benchmark(min_rounds=5, max_time=0.002, warmup=False)
+@pytest.mark.parametrize("pedantic", [False, True], ids=["calibrated", "fixed-rounds"])
+def test_a_real_fixture_times_async_rounds_inside_the_event_loop(
+    benchmark: Any, pedantic: bool
+) -> None:
+    """Every timer read happens in the event loop's own greenlet, not in the one that runs
+    pytest-benchmark's loop: there is no greenlet switch inside the timed region."""
+    import greenlet
+
+    seen: list[Any] = []
+    real_timer = benchmark._timer
+
+    def spying_timer() -> float:
+        # pytest-benchmark also reads the timer on its own to find its precision: not a
+        # timed region, so only the reads around operations are checked
+        if sys._getframe(1).f_code.co_name != "compute_timer_precision":
+            seen.append(greenlet.getcurrent())
+        return float(real_timer())
+
+    benchmark._timer = spying_timer
+
+    async def noop() -> int:
+        return 1
+
+    async def main() -> Any:
+        rounds = Rounds(rounds=7, setup=lambda: None) if pedantic else None
+        outcome = await measure_async(benchmark, noop, StatementCounter(), rounds=rounds)
+        assert outcome.calls >= 5 and outcome.results[-1] == 1
+        return greenlet.getcurrent()
+
+    loop_greenlet = asyncio.run(main())
+    assert seen, "the fixture never read its timer"
+    assert all(g is loop_greenlet for g in seen), (
+        f"{sum(g is not loop_greenlet for g in seen)} of {len(seen)} timer reads ran outside "
+        "the event loop's greenlet (each timed call paid a greenlet switch)"
+    )
 
 
 def test_async_harness_overhead_is_under_two_percent_of_the_fastest_async_workload(

@@ -245,6 +245,7 @@ async def measure_async(
 
     if slowdown:
         target = slowed_target
+    _time_rounds_in_loop(benchmark, target)
     before, rows_before = counter.count, counter.rows
     await greenlet_spawn(_run, benchmark, lambda: _await(target()), rounds)
     return _outcome(calls, counter, before, rows_before, kept)

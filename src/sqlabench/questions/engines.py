@@ -1,0 +1,571 @@
+"""Sync or async engine, which driver, and what does the ORM cost over Core and over the raw driver?
+
+Every workload runs on every backend in three layers: `orm` (a Session), `core` (a Connection)
+and `raw` (the driver alone, no SQLAlchemy: the ceiling). The read workloads (`pk_lookup`,
+`filter_all`, `count`, `join`) run on one held connection inside one open transaction in every
+layer, so no layer pays for a pool checkout or a BEGIN the others skip; the ORM opens a fresh
+Session on that connection per operation, so it builds new objects every time rather than
+finding them in an identity map. `request` is one unit of work as a web handler does it: check a
+connection out (the raw layer holds one: it has no pool), load a user, change its name, commit,
+and build the response from the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+
+from sqlabench.backends import (
+    Backend,
+    Target,
+    placeholders,
+    raw_connect,
+    raw_connect_async,
+)
+from sqlabench.database import seed, setup_engine
+from sqlabench.measure import (
+    Outcome,
+    StatementCounter,
+    check,
+    check_statements,
+    measure,
+    measure_async,
+)
+from sqlabench.models import (
+    DataSize,
+    Post,
+    User,
+    active_users,
+    post_row,
+    seeded_ids,
+    user_row,
+)
+from sqlabench.plugin import RunContext
+from sqlabench.scenario import (
+    async_engine,
+    async_held_connection,
+    case_parameters,
+    held_connection,
+    sync_engine,
+)
+
+QUESTION = "engines"
+
+
+@dataclass(frozen=True)
+class EnginesProfile:
+    data: DataSize
+    pages: tuple[int, ...]
+    """Rows per page for `filter_all` and `join`."""
+
+
+PROFILES = {
+    "smoke": EnginesProfile(DataSize(users=200, posts_per_user=3), pages=(20,)),
+    "quick": EnginesProfile(DataSize(users=2_000, posts_per_user=5), pages=(100,)),
+    "full": EnginesProfile(DataSize(users=20_000, posts_per_user=10), pages=(10, 100, 1_000)),
+}
+LAYERS = ("orm", "core", "raw")
+IDS_PER_BENCHMARK = 1_000
+# request names are unique for the whole process: a name some earlier benchmark already stored
+# would let the ORM skip its UPDATE, and the benchmark would time less work than it claims
+_request_serial = itertools.count(1)
+
+users = cast(Table, User.__table__)
+posts = cast(Table, Post.__table__)
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: Backend
+    layer: str
+    workload: str
+    page: int | None = None
+    expire_on_commit: bool | None = None
+
+    @property
+    def id(self) -> str:
+        parts = [self.backend.name, self.layer, self.workload]
+        if self.page is not None:
+            parts.append(str(self.page))
+        if self.expire_on_commit is not None:
+            parts.append("expire" if self.expire_on_commit else "noexpire")
+        return "-".join(parts)
+
+    @property
+    def statements(self) -> int:
+        """SQL statements one operation must send (transaction control not counted)."""
+        if self.workload != "request":
+            return 1
+        # load + UPDATE, and with expire_on_commit the response reloads the expired user
+        return 3 if self.expire_on_commit else 2
+
+
+def cases(backends: list[Backend], profile: str) -> list[Case]:
+    pages = PROFILES[profile].pages
+    out: list[Case] = []
+    for backend, layer in itertools.product(backends, LAYERS):
+        out.append(Case(backend, layer, "pk_lookup"))
+        out.extend(Case(backend, layer, "filter_all", page=p) for p in pages)
+        out.append(Case(backend, layer, "count"))
+        out.extend(Case(backend, layer, "join", page=p) for p in pages)
+        if layer == "orm":
+            out.extend(Case(backend, layer, "request", expire_on_commit=e) for e in (True, False))
+        else:
+            out.append(Case(backend, layer, "request"))
+    return out
+
+
+pytest_generate_tests, case = case_parameters(cases)
+
+
+# --- the workloads, one class per layer and mode ------------------------------------------------
+
+
+class SyncOrm:
+    def __init__(self, engine: Engine, conn: Any) -> None:
+        self.engine, self.conn = engine, conn
+
+    def pk_lookup(self, uid: int) -> Any:
+        with Session(self.conn) as session:
+            return session.execute(select(User).where(User.id == uid)).scalar_one_or_none()
+
+    def filter_all(self, page: int) -> Any:
+        with Session(self.conn) as session:
+            stmt = select(User).where(User.is_active).order_by(User.id).limit(page)
+            return session.execute(stmt).scalars().all()
+
+    def count(self) -> Any:
+        with Session(self.conn) as session:
+            return session.execute(select(func.count(User.id)).where(User.is_active)).scalar_one()
+
+    def join(self, page: int) -> Any:
+        with Session(self.conn) as session:
+            stmt = select(User, Post).join(User.posts).order_by(Post.id).limit(page)
+            return session.execute(stmt).all()
+
+    def request(self, uid: int, name: str, expire: bool) -> Any:
+        with Session(self.engine, expire_on_commit=expire) as session:
+            user = session.get(User, uid)
+            assert user is not None
+            user.name = name
+            session.commit()
+            return (user.id, user.name, user.email)
+
+
+class AsyncOrm:
+    def __init__(self, engine: AsyncEngine, conn: Any) -> None:
+        self.engine, self.conn = engine, conn
+
+    async def pk_lookup(self, uid: int) -> Any:
+        async with AsyncSession(self.conn) as session:
+            result = await session.execute(select(User).where(User.id == uid))
+            return result.scalar_one_or_none()
+
+    async def filter_all(self, page: int) -> Any:
+        async with AsyncSession(self.conn) as session:
+            stmt = select(User).where(User.is_active).order_by(User.id).limit(page)
+            return (await session.execute(stmt)).scalars().all()
+
+    async def count(self) -> Any:
+        async with AsyncSession(self.conn) as session:
+            stmt = select(func.count(User.id)).where(User.is_active)
+            return (await session.execute(stmt)).scalar_one()
+
+    async def join(self, page: int) -> Any:
+        async with AsyncSession(self.conn) as session:
+            stmt = select(User, Post).join(User.posts).order_by(Post.id).limit(page)
+            return (await session.execute(stmt)).all()
+
+    async def request(self, uid: int, name: str, expire: bool) -> Any:
+        async with AsyncSession(self.engine, expire_on_commit=expire) as session:
+            user = await session.get(User, uid)
+            assert user is not None
+            user.name = name
+            await session.commit()
+            if expire:
+                # async code cannot lazy-load the expired attributes: it must reload explicitly
+                await session.refresh(user)
+            return (user.id, user.name, user.email)
+
+
+class SyncCore:
+    def __init__(self, engine: Engine, conn: Any) -> None:
+        self.engine, self.conn = engine, conn
+
+    def pk_lookup(self, uid: int) -> Any:
+        return self.conn.execute(select(users).where(users.c.id == uid)).one_or_none()
+
+    def filter_all(self, page: int) -> Any:
+        stmt = select(users).where(users.c.is_active).order_by(users.c.id).limit(page)
+        return self.conn.execute(stmt).all()
+
+    def count(self) -> Any:
+        stmt = select(func.count(users.c.id)).where(users.c.is_active)
+        return self.conn.execute(stmt).scalar_one()
+
+    def join(self, page: int) -> Any:
+        stmt = (
+            select(users, posts)
+            .join(posts, posts.c.author_id == users.c.id)
+            .order_by(posts.c.id)
+            .limit(page)
+        )
+        return self.conn.execute(stmt).all()
+
+    def request(self, uid: int, name: str, expire: bool) -> Any:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(users).where(users.c.id == uid)).one()
+            conn.execute(update(users).where(users.c.id == uid).values(name=name))
+        return (row.id, name, row.email)
+
+
+class AsyncCore:
+    def __init__(self, engine: AsyncEngine, conn: Any) -> None:
+        self.engine, self.conn = engine, conn
+
+    async def pk_lookup(self, uid: int) -> Any:
+        return (await self.conn.execute(select(users).where(users.c.id == uid))).one_or_none()
+
+    async def filter_all(self, page: int) -> Any:
+        stmt = select(users).where(users.c.is_active).order_by(users.c.id).limit(page)
+        return (await self.conn.execute(stmt)).all()
+
+    async def count(self) -> Any:
+        stmt = select(func.count(users.c.id)).where(users.c.is_active)
+        return (await self.conn.execute(stmt)).scalar_one()
+
+    async def join(self, page: int) -> Any:
+        stmt = (
+            select(users, posts)
+            .join(posts, posts.c.author_id == users.c.id)
+            .order_by(posts.c.id)
+            .limit(page)
+        )
+        return (await self.conn.execute(stmt)).all()
+
+    async def request(self, uid: int, name: str, expire: bool) -> Any:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == uid))).one()
+            await conn.execute(update(users).where(users.c.id == uid).values(name=name))
+        return (row.id, name, row.email)
+
+
+class RawSql:
+    """The raw layer's SQL, in the backend's paramstyle; the same queries SQLAlchemy sends."""
+
+    def __init__(self, backend: Backend) -> None:
+        cols = "users.id, users.name, users.email, users.is_active"
+        self.pk_lookup = placeholders(backend, f"SELECT {cols} FROM users WHERE users.id = {{}}")
+        self.filter_all = placeholders(
+            backend,
+            f"SELECT {cols} FROM users WHERE users.is_active ORDER BY users.id LIMIT {{}}",
+        )
+        self.count = "SELECT count(users.id) FROM users WHERE users.is_active"
+        self.join = placeholders(
+            backend,
+            f"SELECT {cols}, posts.id, posts.title, posts.author_id FROM users "
+            "JOIN posts ON posts.author_id = users.id ORDER BY posts.id LIMIT {}",
+        )
+        self.update_name = placeholders(backend, "UPDATE users SET name = {} WHERE users.id = {}")
+
+
+class SyncRaw:
+    """sqlite3 and psycopg share the DB-API shape used here: conn.execute(sql, params)."""
+
+    def __init__(self, conn: Any, sql: RawSql, counter: StatementCounter) -> None:
+        self.conn, self.sql, self.counter = conn, sql, counter
+
+    def pk_lookup(self, uid: int) -> Any:
+        self.counter.count += 1
+        return self.conn.execute(self.sql.pk_lookup, (uid,)).fetchone()
+
+    def filter_all(self, page: int) -> Any:
+        self.counter.count += 1
+        return self.conn.execute(self.sql.filter_all, (page,)).fetchall()
+
+    def count(self) -> Any:
+        self.counter.count += 1
+        return self.conn.execute(self.sql.count).fetchone()[0]
+
+    def join(self, page: int) -> Any:
+        self.counter.count += 1
+        return self.conn.execute(self.sql.join, (page,)).fetchall()
+
+    def request(self, uid: int, name: str, expire: bool) -> Any:
+        conn = self.conn
+        row = conn.execute(self.sql.pk_lookup, (uid,)).fetchone()
+        conn.execute(self.sql.update_name, (name, uid))
+        conn.commit()
+        self.counter.count += 2
+        return (row[0], name, row[2])
+
+
+class AsyncDbapiRaw:
+    """aiosqlite and psycopg's AsyncConnection: cursor = await conn.execute(sql, params)."""
+
+    def __init__(self, conn: Any, sql: RawSql, counter: StatementCounter) -> None:
+        self.conn, self.sql, self.counter = conn, sql, counter
+
+    async def pk_lookup(self, uid: int) -> Any:
+        self.counter.count += 1
+        return await (await self.conn.execute(self.sql.pk_lookup, (uid,))).fetchone()
+
+    async def filter_all(self, page: int) -> Any:
+        self.counter.count += 1
+        return await (await self.conn.execute(self.sql.filter_all, (page,))).fetchall()
+
+    async def count(self) -> Any:
+        self.counter.count += 1
+        return (await (await self.conn.execute(self.sql.count)).fetchone())[0]
+
+    async def join(self, page: int) -> Any:
+        self.counter.count += 1
+        return await (await self.conn.execute(self.sql.join, (page,))).fetchall()
+
+    async def request(self, uid: int, name: str, expire: bool) -> Any:
+        conn = self.conn
+        row = await (await conn.execute(self.sql.pk_lookup, (uid,))).fetchone()
+        await conn.execute(self.sql.update_name, (name, uid))
+        await conn.commit()
+        self.counter.count += 2
+        return (row[0], name, row[2])
+
+
+class AsyncpgRaw:
+    """asyncpg: prepared, cached statements, and explicit transactions as SQLAlchemy opens."""
+
+    def __init__(self, conn: Any, sql: RawSql, counter: StatementCounter) -> None:
+        self.conn, self.sql, self.counter = conn, sql, counter
+
+    async def pk_lookup(self, uid: int) -> Any:
+        self.counter.count += 1
+        return await self.conn.fetchrow(self.sql.pk_lookup, uid)
+
+    async def filter_all(self, page: int) -> Any:
+        self.counter.count += 1
+        return await self.conn.fetch(self.sql.filter_all, page)
+
+    async def count(self) -> Any:
+        self.counter.count += 1
+        return await self.conn.fetchval(self.sql.count)
+
+    async def join(self, page: int) -> Any:
+        self.counter.count += 1
+        return await self.conn.fetch(self.sql.join, page)
+
+    async def request(self, uid: int, name: str, expire: bool) -> Any:
+        conn = self.conn
+        transaction = conn.transaction()
+        await transaction.start()
+        row = await conn.fetchrow(self.sql.pk_lookup, uid)
+        await conn.execute(self.sql.update_name, name, uid)
+        await transaction.commit()
+        self.counter.count += 2
+        return (row[0], name, row[2])
+
+
+# --- what each workload must return ------------------------------------------------------------
+
+
+def as_user(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, User):
+        return (value.id, value.name, value.email, value.is_active)
+    row = tuple(value)
+    return (row[0], row[1], row[2], bool(row[3]))
+
+
+def as_join_row(value: Any) -> tuple[Any, ...]:
+    row = tuple(value)
+    if isinstance(row[0], User):
+        post = row[1]
+        return (*as_user(row[0]), post.id, post.title, post.author_id)
+    return (*as_user(row[:4]), *row[4:7])
+
+
+class Plan:
+    """The operation to time for a case, the data it draws, and the check of what it returned."""
+
+    def __init__(self, case: Case, size: DataSize) -> None:
+        self.case = case
+        self.size = size
+        reserved = max(10, size.users // 20)
+        # request writes only to the top `reserved` users, so reads always see seeded values
+        self.read_ids = seeded_ids(IDS_PER_BENCHMARK, size.users - reserved, "pk_lookup")
+        self.write_ids = [
+            size.users - reserved + i for i in seeded_ids(IDS_PER_BENCHMARK, reserved, "request")
+        ]
+        self.written: dict[int, str] = {}
+
+    def operation(self, layer: Any) -> Any:
+        """A no-argument callable (sync or async) running one operation on `layer`."""
+        case = self.case
+        if case.workload == "pk_lookup":
+            ids = itertools.cycle(self.read_ids)
+            if case.backend.is_async:
+
+                async def pk_lookup_async() -> Any:
+                    uid = next(ids)
+                    return uid, await layer.pk_lookup(uid)
+
+                return pk_lookup_async
+            return lambda: (uid := next(ids), layer.pk_lookup(uid))
+        if case.workload in ("filter_all", "join"):
+            method, page = getattr(layer, case.workload), case.page
+            return lambda: method(page)
+        if case.workload == "count":
+            return layer.count
+        assert case.workload == "request"
+        ids = itertools.cycle(self.write_ids)
+        serial = _request_serial
+        written = self.written
+        expire = bool(case.expire_on_commit)
+        if case.backend.is_async:
+
+            async def request_async() -> Any:
+                uid = next(ids)
+                written[uid] = name = f"user {uid} r{next(serial)}"
+                return uid, name, await layer.request(uid, name, expire)
+
+            return request_async
+
+        def request() -> Any:
+            uid = next(ids)
+            written[uid] = name = f"user {uid} r{next(serial)}"
+            return uid, name, layer.request(uid, name, expire)
+
+        return request
+
+    def verify(self, outcome: Outcome[Any], target: Target) -> dict[str, Any]:
+        """Check the kept results (and, for writes, the database); return what one op did."""
+        case, size = self.case, self.size
+        check(bool(outcome.results), "no results were kept to verify")
+        statements = check_statements(outcome, case.statements)
+        if case.workload == "pk_lookup":
+            for uid, user in outcome.results:
+                check(user is not None, f"pk_lookup found no user {uid}")
+                check(as_user(user) == user_row(uid), f"pk_lookup returned wrong user {uid}")
+            rows = 1
+        elif case.workload == "filter_all":
+            assert case.page is not None
+            expected = active_users(size)[: case.page]
+            for result in outcome.results:
+                check([as_user(u) for u in result] == expected, "filter_all returned wrong rows")
+            rows = case.page
+        elif case.workload == "count":
+            expected_count = len(active_users(size))
+            for result in outcome.results:
+                check(result == expected_count, f"count returned {result}, not {expected_count}")
+            rows = 1
+        elif case.workload == "join":
+            assert case.page is not None
+            expected_join = [
+                (*user_row(p[2]), *p) for p in (post_row(i, size) for i in range(1, case.page + 1))
+            ]
+            for result in outcome.results:
+                check([as_join_row(r) for r in result] == expected_join, "join returned wrong rows")
+            rows = case.page
+        else:
+            for uid, name, response in outcome.results:
+                check(
+                    tuple(response) == (uid, name, user_row(uid)[2]),
+                    f"request for user {uid} answered {response!r}",
+                )
+            self.verify_committed(target)
+            rows = 1
+        return {"statements": statements, "rows": rows}
+
+    def verify_committed(self, target: Target) -> None:
+        engine = setup_engine(target)
+        try:
+            with engine.connect() as conn:
+                stored = dict(
+                    conn.execute(
+                        select(users.c.id, users.c.name).where(users.c.id.in_(list(self.written)))
+                    ).all()
+                )
+        finally:
+            engine.dispose()
+        check(stored == self.written, "request's committed names are not in the database")
+
+
+# --- running a case ----------------------------------------------------------------------------
+
+
+def make_sync_layer(case: Case, target: Target, counter: StatementCounter, stack: Any) -> Any:
+    if case.layer == "raw":
+        conn = raw_connect(case.backend, target)
+        stack.callback(conn.close)
+        return SyncRaw(conn, RawSql(case.backend), counter)
+    engine = sync_engine(case.backend, target, counter, stack)
+    # reads share one open transaction; request checks out its own connections
+    conn = held_connection(engine, stack)
+    return (SyncOrm if case.layer == "orm" else SyncCore)(engine, conn)
+
+
+async def make_async_layer(
+    case: Case, target: Target, counter: StatementCounter, stack: Any
+) -> Any:
+    if case.layer == "raw":
+        conn = await raw_connect_async(case.backend, target)
+        stack.push_async_callback(conn.close)
+        sql = RawSql(case.backend)
+        if case.backend.driver == "asyncpg":
+            if case.workload != "request":
+                # SQLAlchemy's asyncpg dialect runs every statement inside a transaction
+                await conn.execute("BEGIN")
+            return AsyncpgRaw(conn, sql, counter)
+        return AsyncDbapiRaw(conn, sql, counter)
+    engine = await async_engine(case.backend, target, counter, stack)
+    conn = await async_held_connection(engine, stack)
+    return (AsyncOrm if case.layer == "orm" else AsyncCore)(engine, conn)
+
+
+def run_sync(benchmark: Any, case: Case, plan: Plan, target: Target) -> dict[str, Any]:
+    counter = StatementCounter()
+    with contextlib.ExitStack() as stack:
+        layer = make_sync_layer(case, target, counter, stack)
+        outcome = measure(benchmark, plan.operation(layer), counter)
+    return plan.verify(outcome, target)
+
+
+async def run_async(benchmark: Any, case: Case, plan: Plan, target: Target) -> dict[str, Any]:
+    counter = StatementCounter()
+    async with contextlib.AsyncExitStack() as stack:
+        layer = await make_async_layer(case, target, counter, stack)
+        outcome = await measure_async(benchmark, plan.operation(layer), counter)
+    return plan.verify(outcome, target)
+
+
+def seed_engines(size: DataSize) -> Any:
+    return lambda target: seed(target, size)
+
+
+def test_engines(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
+    """Time one workload in one layer on one backend; verify what it returned and committed."""
+    size = PROFILES[sqlabench_run.profile].data
+    target = sqlabench_run.seeded(case.backend, f"{QUESTION}:{size}", seed_engines(size))
+    benchmark.group = f"{QUESTION}-{case.workload}"
+    benchmark.extra_info.update(
+        question=QUESTION,
+        workload=case.workload,
+        backend=case.backend.name,
+        layer=case.layer,
+        mode=case.backend.mode,
+        page=case.page,
+        expire_on_commit=case.expire_on_commit,
+        verified=False,
+    )
+    plan = Plan(case, size)
+    if case.backend.is_async:
+        # one event loop for the whole benchmark; operations are timed inside it
+        done = asyncio.run(run_async(benchmark, case, plan, target))
+    else:
+        done = run_sync(benchmark, case, plan, target)
+    benchmark.extra_info.update(done, verified=True)

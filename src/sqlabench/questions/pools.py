@@ -1,0 +1,491 @@
+"""How big should the connection pool be for N concurrent workers, and do async tasks serve more?
+
+A closed-loop load: C concurrent clients (threads on a sync engine, tasks on an async one) each
+run the engines question's `request` unit (check a connection out of the pool, load a user,
+rename it, commit, give the connection back) a fixed number of times, back to back. Each client
+owns its own users, so clients wait for the pool and the server, never for each other's row
+locks. Per grid point (pool_size × max_overflow × concurrency, plus NullPool, plus a point with
+a short `pool_timeout` that runs out) it records throughput, the latency of every request, the
+time spent waiting for a checkout, checkout timeouts (counted, not raised), and the peak number
+of server connections the pool held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, NullPool, event, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+
+from sqlabench.backends import Backend, PostgresTarget, Target, engine_options
+from sqlabench.database import seed, setup_engine
+from sqlabench.measure import (
+    Outcome,
+    Rounds,
+    StatementCounter,
+    check,
+    measure,
+    measure_async,
+)
+from sqlabench.models import DataSize, User
+from sqlabench.plugin import RunContext
+from sqlabench.scenario import async_engine, case_parameters, sync_engine
+
+QUESTION = "pools"
+APPLICATION_NAME = "sqlabench-pools"
+IDS_PER_CLIENT = 5
+STATEMENTS_PER_REQUEST = 2  # SELECT the user, UPDATE its name
+DEFAULT_TIMEOUT = 30.0
+SHORT_TIMEOUT = 0.005
+
+
+@dataclass(frozen=True)
+class Point:
+    pool_size: int | None
+    """None: NullPool, a new connection per checkout."""
+    max_overflow: int
+    concurrency: int
+    pool_timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def label(self) -> str:
+        pool = "nullpool" if self.pool_size is None else f"pool{self.pool_size}+{self.max_overflow}"
+        timeout = (
+            f"-timeout{self.pool_timeout * 1000:g}ms"
+            if self.pool_timeout != DEFAULT_TIMEOUT
+            else ""
+        )
+        return f"{pool}-c{self.concurrency}{timeout}"
+
+    def connections_needed(self) -> int:
+        """The most server connections this point can hold at once."""
+        if self.pool_size is None:
+            return self.concurrency
+        return min(self.concurrency, self.pool_size + self.max_overflow)
+
+
+@dataclass(frozen=True)
+class PoolsProfile:
+    points: tuple[Point, ...]
+    requests_per_client: int
+    rounds: int
+
+
+def grid(
+    sizes: tuple[int, ...], overflows: tuple[int, ...], concurrencies: tuple[int, ...]
+) -> tuple[Point, ...]:
+    points = [
+        Point(size, overflow, c) for c in concurrencies for size in sizes for overflow in overflows
+    ]
+    points += [Point(None, 0, c) for c in concurrencies]
+    # the smallest pool under the largest load with a timeout shorter than a request: it runs out
+    points.append(Point(1, 0, max(concurrencies), SHORT_TIMEOUT))
+    return tuple(points)
+
+
+PROFILES = {
+    "smoke": PoolsProfile(grid((2,), (0,), (4,)), requests_per_client=3, rounds=1),
+    "quick": PoolsProfile(grid((1, 5, 20), (0,), (4, 16)), requests_per_client=10, rounds=3),
+    "full": PoolsProfile(
+        grid((1, 5, 10, 20), (0, 10), (1, 4, 16, 64)), requests_per_client=30, rounds=5
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: Backend
+    point: Point
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend.name}-{self.point.label}"
+
+
+def cases(backends: list[Backend], profile: str) -> list[Case]:
+    return [
+        Case(b, p) for b in backends if b.server == "postgresql" for p in PROFILES[profile].points
+    ]
+
+
+pytest_generate_tests, case = case_parameters(cases)
+
+
+# --- the server's limits ------------------------------------------------------------------------
+
+
+def connections_do_not_fit(
+    needed: int, in_use: int, max_connections: int, reserved: int
+) -> str | None:
+    """Why a point could not get its connections from this server, or None if it can."""
+    available = max_connections - reserved - in_use
+    if needed <= available:
+        return None
+    return (
+        f"needs up to {needed} connections but the server allows {max_connections} "
+        f"({reserved} reserved, {in_use} in use): {available} available"
+    )
+
+
+def server_limits(engine: Engine) -> tuple[int, int, int]:
+    """(connections in use, max_connections, superuser_reserved_connections)."""
+    with engine.connect() as conn:
+        max_connections = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+        reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+        in_use = int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            ).scalar_one()
+        )
+    return in_use, max_connections, reserved
+
+
+class ConnectionTally:
+    """Counts, exactly, the server connections an engine's pool holds, and the peak.
+
+    One DBAPI connection is one server connection: the pool's connect and close events
+    bracket each. Counted in the client, not sampled from the server, so nothing polls the
+    server during the timed load and nothing else's connections are counted.
+    """
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def attach(self, engine: Engine | AsyncEngine) -> None:
+        pool_events = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(pool_events, "connect", self._opened)
+        event.listen(pool_events, "close", self._closed)
+        event.listen(pool_events, "close_detached", self._closed)
+
+    def _opened(self, *_: Any) -> None:
+        with self._lock:
+            self.open += 1
+            self.peak = max(self.peak, self.open)
+
+    def _closed(self, *_: Any) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+# --- one load: C clients, R requests each -------------------------------------------------------
+
+_names = itertools.count(1)
+
+
+@dataclass
+class Load:
+    """What one round of the closed loop did."""
+
+    duration: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    timeouts: int = 0
+    timeout_waits: list[float] = field(default_factory=list)
+    """How long each checkout that gave up waited."""
+    written: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies)
+
+
+def client_ids(client: int) -> list[int]:
+    return [client * IDS_PER_CLIENT + i + 1 for i in range(IDS_PER_CLIENT)]
+
+
+def sync_load(engine: Engine, point: Point, requests: int) -> Load:
+    load = Load()
+    lock = threading.Lock()
+    start_together = threading.Barrier(point.concurrency)
+    clock = time.perf_counter
+
+    def client(index: int) -> None:
+        try:
+            run_client(index)
+        except Exception as exc:  # a thread's error would vanish: keep it for verification
+            with lock:
+                load.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def run_client(index: int) -> None:
+        ids = client_ids(index)
+        latencies: list[float] = []
+        waits: list[float] = []
+        gave_up: list[float] = []
+        written: dict[int, str] = {}
+        start_together.wait()
+        for i in range(requests):
+            uid = ids[i % IDS_PER_CLIENT]
+            name = f"user {uid} p{next(_names)}"
+            begun = clock()
+            try:
+                conn = engine.connect()
+            except sa_exc.TimeoutError:
+                gave_up.append(clock() - begun)
+                continue
+            waits.append(clock() - begun)
+            with conn, Session(bind=conn, expire_on_commit=False) as session:
+                user = session.get(User, uid)
+                assert user is not None
+                user.name = name
+                session.commit()
+            latencies.append(clock() - begun)
+            written[uid] = name
+        with lock:
+            load.latencies += latencies
+            load.waits += waits
+            load.written.update(written)
+            load.timeout_waits += gave_up
+            load.timeouts += len(gave_up)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(point.concurrency)]
+    started = clock()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    load.duration = clock() - started
+    return load
+
+
+async def async_load(engine: AsyncEngine, point: Point, requests: int) -> Load:
+    load = Load()
+    clock = time.perf_counter
+
+    async def client(index: int) -> None:
+        ids = client_ids(index)
+        for i in range(requests):
+            uid = ids[i % IDS_PER_CLIENT]
+            name = f"user {uid} p{next(_names)}"
+            begun = clock()
+            try:
+                conn = await engine.connect()
+            except sa_exc.TimeoutError:
+                load.timeout_waits.append(clock() - begun)
+                load.timeouts += 1
+                continue
+            load.waits.append(clock() - begun)
+            try:
+                async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                    user = await session.get(User, uid)
+                    assert user is not None
+                    user.name = name
+                    await session.commit()
+            finally:
+                await conn.close()
+            load.latencies.append(clock() - begun)
+            load.written[uid] = name
+
+    started = clock()
+    await asyncio.gather(*(client(i) for i in range(point.concurrency)))
+    load.duration = clock() - started
+    return load
+
+
+# --- running a case -----------------------------------------------------------------------------
+
+
+def pool_options(point: Point) -> dict[str, Any]:
+    if point.pool_size is None:
+        return {"poolclass": NullPool}
+    return {
+        "pool_size": point.pool_size,
+        "max_overflow": point.max_overflow,
+        "pool_timeout": point.pool_timeout,
+    }
+
+
+def named_connections(backend: Backend) -> dict[str, Any]:
+    """Connect arguments that tag the pool's connections so the watcher can count them."""
+    args = dict(engine_options(backend)["connect_args"])
+    if backend.driver == "asyncpg":
+        args["server_settings"] = {**args["server_settings"], "application_name": APPLICATION_NAME}
+    else:
+        args["application_name"] = APPLICATION_NAME
+    return {"connect_args": args}
+
+
+def percentiles_ms(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    p50, p95, p99 = np.percentile(np.asarray(samples) * 1e3, [50, 95, 99])
+    return {
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "max": round(max(samples) * 1e3, 3),
+    }
+
+
+def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
+    """Run the closed-loop load at one grid point; verify every committed change."""
+    settings = PROFILES[sqlabench_run.profile]
+    point = case.point
+    users = max(p.concurrency for p in settings.points) * IDS_PER_CLIENT
+    target = sqlabench_run.seeded(
+        case.backend, f"{QUESTION}:{users}", lambda t: seed(t, DataSize(users, 0))
+    )
+    assert isinstance(target, PostgresTarget)
+    admin = setup_engine(target)
+    try:
+        # two more: the watcher's connection and the verification's
+        reason = connections_do_not_fit(point.connections_needed() + 2, *server_limits(admin))
+        if reason:
+            pytest.skip(reason)
+        benchmark.group = f"{QUESTION}-{case.backend.name}-c{point.concurrency}"
+        benchmark.extra_info.update(
+            question=QUESTION,
+            backend=case.backend.name,
+            mode=case.backend.mode,
+            pool_class="NullPool" if point.pool_size is None else "QueuePool",
+            pool_size=point.pool_size,
+            max_overflow=point.max_overflow,
+            pool_timeout=point.pool_timeout,
+            concurrency=point.concurrency,
+            requests=point.concurrency * settings.requests_per_client,
+            verified=False,
+        )
+        rounds = Rounds(settings.rounds, setup=lambda: None, warmup_rounds=1)
+        if case.backend.is_async:
+            outcome, counter = asyncio.run(
+                run_async(benchmark, case, target, settings.requests_per_client, rounds)
+            )
+        else:
+            outcome, counter = run_sync(
+                benchmark, case, target, settings.requests_per_client, rounds
+            )
+        loads: list[Load] = outcome.results
+        verify(loads, counter, point, settings.requests_per_client, admin)
+    finally:
+        admin.dispose()
+
+    latencies = [x for load in loads for x in load.latencies]
+    waits = [x for load in loads for x in load.waits + load.timeout_waits]
+    wait_ms = percentiles_ms(waits)
+    benchmark.extra_info.update(
+        throughput_rps=round(float(np.median([ld.completed / ld.duration for ld in loads])), 1),
+        latency_ms=percentiles_ms(latencies),
+        pool_wait_ms={
+            "p50": wait_ms["p50"],
+            "p99": wait_ms["p99"],
+            "total_per_round": round(sum(waits) * 1e3 / len(loads), 3),
+        },
+        timeouts=sum(load.timeouts for load in loads),
+        completed=sum(load.completed for load in loads),
+        connections=counter.connections.peak,
+        timeout_wait_ms=percentiles_ms([x for load in loads for x in load.timeout_waits]),
+        statements=STATEMENTS_PER_REQUEST,
+        verified=True,
+    )
+
+
+def verify(
+    loads: list[Load], counter: CountingRequests, point: Point, requests: int, admin: Engine
+) -> None:
+    """Every request either completed or timed out; every completed change is committed."""
+    for load in loads:
+        check(not load.errors, f"requests failed: {load.errors[:3]}")
+        check(
+            load.completed + load.timeouts == point.concurrency * requests,
+            f"{load.completed} completed + {load.timeouts} timed out, "
+            f"not {point.concurrency * requests} requests",
+        )
+        if point.pool_timeout == DEFAULT_TIMEOUT:
+            check(load.timeouts == 0, f"{load.timeouts} checkouts timed out after 30 s")
+    check(
+        counter.count == STATEMENTS_PER_REQUEST * counter.requests,
+        f"expected {STATEMENTS_PER_REQUEST} statements per request, counted "
+        f"{counter.count} for {counter.requests}",
+    )
+    # a request that flushed but did not commit would pass the counts above: every completed
+    # request must have committed, and the final state of every user it wrote must be there
+    check(
+        counter.commits == counter.requests,
+        f"{counter.commits} commits for {counter.requests} completed requests",
+    )
+    check(
+        counter.connections.peak <= point.connections_needed(),
+        f"the pool held {counter.connections.peak} connections, more than "
+        f"{point.connections_needed()} possible",
+    )
+    last = loads[-1].written
+    with admin.connect() as conn:
+        stored = dict(conn.execute(select(User.id, User.name).where(User.id.in_(list(last)))).all())
+    check(stored == last, "committed names are missing from the database")
+
+
+class CountingRequests(StatementCounter):
+    """Thread-safe counting of statements and commits, completed requests, connections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+        self.commits = 0
+        self.connections = ConnectionTally()
+        self._lock = threading.Lock()
+
+    def attach(self, engine: Engine | AsyncEngine) -> None:
+        super().attach(engine)
+        sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(sync, "commit", self._on_commit)
+        self.connections.attach(engine)
+
+    def _on_execute(self, *args: Any) -> None:
+        with self._lock:
+            super()._on_execute(*args)
+
+    def _on_commit(self, *_: Any) -> None:
+        with self._lock:
+            self.commits += 1
+
+
+def run_sync(
+    benchmark: Any, case: Case, target: Target, requests: int, rounds: Rounds
+) -> tuple[Outcome[Load], CountingRequests]:
+    counter = CountingRequests()
+    with contextlib.ExitStack() as stack:
+        engine = sync_engine(
+            case.backend, target, counter, stack,
+            **pool_options(case.point), **named_connections(case.backend),
+        )  # fmt: skip
+
+        def one_load() -> Load:
+            load = sync_load(engine, case.point, requests)
+            counter.requests += load.completed
+            return load
+
+        outcome = measure(benchmark, one_load, counter, keep_last=rounds.rounds, rounds=rounds)
+    return outcome, counter
+
+
+async def run_async(
+    benchmark: Any, case: Case, target: Target, requests: int, rounds: Rounds
+) -> tuple[Outcome[Load], CountingRequests]:
+    counter = CountingRequests()
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await async_engine(
+            case.backend, target, counter, stack,
+            **pool_options(case.point), **named_connections(case.backend),
+        )  # fmt: skip
+
+        async def one_load() -> Load:
+            load = await async_load(engine, case.point, requests)
+            counter.requests += load.completed
+            return load
+
+        outcome = await measure_async(
+            benchmark, one_load, counter, keep_last=rounds.rounds, rounds=rounds
+        )
+    return outcome, counter
