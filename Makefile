@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.sqlabench-installed
 PROFILE ?= quick
 ARGS   ?=
 
-.PHONY: bench charts report test lint install clean
+.PHONY: bench charts report test test-faults lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,7 +51,12 @@ baseline: $(STAMP)
 
 ## Run the tests (unit and integration, against real databases).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests $(ARGS)
+	$(BIN)/python -m pytest tests -m "not slow" $(ARGS)
+
+## The long fault-injection trials: ten random moments per fault across whole quick runs
+## (about an hour here); SQLABENCH_FAULT_SEED=N replays one, SQLABENCH_FAULT_MOMENTS=K sets ten.
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest tests/test_faults.py -m slow -v $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import statistics
 import sys
@@ -39,12 +38,9 @@ GROWTH_LIMIT = 0.10
 
 
 def load_pools() -> Any:
-    spec = importlib.util.spec_from_file_location("pools", ROOT / "benchmarks" / "test_pools.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pools"] = module
-    spec.loader.exec_module(module)
-    return module
+    from sqlabench.questions import pools
+
+    return pools
 
 
 def rss_mb() -> float:

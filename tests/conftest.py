@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import subprocess
@@ -14,7 +15,7 @@ from types import ModuleType
 import pytest
 from sqlalchemy.engine import make_url
 
-from sqlabench.backends import POSTGRES_URL_ENV, embedded_data_dir
+from sqlabench.embedded import POSTGRES_URL_ENV, embedded_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +33,8 @@ def run_cli(
 
 
 def load_scenario(question: str) -> ModuleType:
-    """A scenario module from benchmarks/, imported by path (benchmarks/ is not a package)."""
-    return _load_module(f"scenario_{question}", ROOT / "benchmarks" / f"test_{question}.py")
+    """A question module of the package."""
+    return importlib.import_module(f"sqlabench.questions.{question}")
 
 
 def load_script(name: str) -> ModuleType:
@@ -55,17 +56,8 @@ def _load_module(name: str, path: Path) -> ModuleType:
 @pytest.fixture(scope="session")
 def embedded_postgres() -> Iterator[str]:
     """A URL of the embedded PostgreSQL the suite uses (started for the tests if needed)."""
-    import warnings
-
-    import pgserver
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = pgserver.get_server(embedded_data_dir(), cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
+    with embedded_server() as url:
+        yield url
 
 
 def _postgres_servers() -> list[str]:

@@ -68,7 +68,7 @@ def test_dead_processes_are_forgotten_as_server_users(tmp_path) -> None:  # type
     import os
     import subprocess
 
-    from sqlabench.backends import forget_dead_handles
+    from sqlabench.embedded import forget_dead_handles
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sqlalchemy.engine import make_url
 from conftest import ROOT, run_cli
 from sqlabench.backends import POSTGRES_URL_ENV
 from sqlabench.database import check_server_version
+from sqlabench.embedded import embedded_server
 from sqlabench.errors import SqlabenchError
 
 
@@ -32,29 +32,30 @@ def one_line_exit_2(done: subprocess.CompletedProcess[str], contains: str) -> st
 
 
 @contextlib.contextmanager
-def private_server(directory: Path) -> Iterator[object]:
-    """A PostgreSQL of this test's own (the tests may change its auth or kill it)."""
-    import pgserver
+def private_server(directory: Path) -> Iterator[str]:
+    """The URL of a PostgreSQL of this test's own (the tests may change its auth or kill it)."""
+    with embedded_server(directory, delete=True) as url:
+        yield url
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = pgserver.get_server(directory, cleanup_mode="delete")
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.cleanup()
+
+def sql(url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(make_url(url).render_as_string(hide_password=False), autocommit=True) as c:
+        c.execute(statement)  # type: ignore[arg-type]
+
+
+def postmaster_pid(directory: Path) -> int:
+    return int((directory / "postmaster.pid").read_text().split()[0])
 
 
 def test_wrong_password(tmp_path: Path) -> None:
     with private_server(tmp_path / "pg") as server:
-        server.psql("CREATE ROLE alice LOGIN PASSWORD 'right-pw-123';")  # type: ignore[attr-defined]
+        sql(server, "CREATE ROLE alice LOGIN PASSWORD 'right-pw-123'")
         hba = tmp_path / "pg" / "pg_hba.conf"
         hba.write_text("local all postgres trust\nlocal all all scram-sha-256\n")
-        server.psql("SELECT pg_reload_conf();")  # type: ignore[attr-defined]
-        url = make_url(server.get_uri()).set(  # type: ignore[attr-defined]
-            username="alice", password="wrong-pw-456"
-        )
+        sql(server, "SELECT pg_reload_conf()")
+        url = make_url(server).set(username="alice", password="wrong-pw-456")
         done = run_cli(
             "run", "engines", "-b", "psycopg", "--out", str(tmp_path / "out"),
             "--postgres", url.render_as_string(hide_password=False),
@@ -100,7 +101,7 @@ def test_a_server_that_dies_mid_run_fails_its_benchmarks_and_the_run(tmp_path: P
         process = subprocess.Popen(
             [sys.executable, "-m", "sqlabench", "run", "engines", "--profile", "smoke",
              "-b", "sqlite", "-b", "psycopg", "-b", "asyncpg", "--out", str(tmp_path / "out"),
-             "--postgres", server.get_uri()],  # type: ignore[attr-defined]
+             "--postgres", server],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert process.stderr is not None
@@ -112,7 +113,7 @@ def test_a_server_that_dies_mid_run_fails_its_benchmarks_and_the_run(tmp_path: P
             if "psycopg-orm-pk_lookup" in line or not line:
                 break
         # immediate shutdown, as a crash or an operator's kill would leave it
-        os.kill(server.get_pid(), signal.SIGQUIT)  # type: ignore[attr-defined]
+        os.kill(postmaster_pid(tmp_path / "pg"), signal.SIGQUIT)
         _, rest = process.communicate(timeout=300)
     assert process.returncode == 1, "".join(seen) + rest
     assert "Traceback" not in rest

@@ -106,12 +106,9 @@ def test_broken(benchmark, sqlabench_run, n):
 
 
 def test_a_run_where_every_benchmark_fails_is_still_recorded(tmp_path: Path) -> None:
-    from conftest import ROOT
 
     bench_dir = tmp_path / "benchmarks"
     bench_dir.mkdir()
-    (bench_dir / "conftest.py").write_text((ROOT / "benchmarks" / "conftest.py").read_text())
-    (bench_dir / "pytest.ini").write_text((ROOT / "benchmarks" / "pytest.ini").read_text())
     (bench_dir / "test_broken.py").write_text(BROKEN_SCENARIO)
     out = tmp_path / "out"
     done = run_cli(

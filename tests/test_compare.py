@@ -97,6 +97,23 @@ def test_not_like_for_like_is_warned() -> None:
     assert any("engines scenario's source changed" in w for w in warnings)
 
 
+def test_a_changed_measuring_harness_is_warned() -> None:
+    base = run_with(BENCHMARKS)
+    base["sqlabench"]["harness_hash"] = "1111"
+    same, changed, older = copy.deepcopy(base), copy.deepcopy(base), copy.deepcopy(base)
+    changed["sqlabench"]["harness_hash"] = "2222"
+    del older["sqlabench"]["harness_hash"]  # a file from before the hash was recorded
+
+    def harness_warnings(current: dict[str, Any]) -> list[str]:
+        found = compare.compare(as_result(base), as_result(current)).warnings
+        return [w for w in found if "harness" in w]
+
+    assert harness_warnings(same) == []
+    assert harness_warnings(older) == []
+    [warning] = harness_warnings(changed)
+    assert warning.startswith("not like for like: the measuring harness's source")
+
+
 def test_cli_exit_codes_and_formats(tmp_path: Path) -> None:
     base = tmp_path / "base.json"
     base.write_text(json.dumps(run_with(BENCHMARKS)))

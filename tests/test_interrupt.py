@@ -55,7 +55,7 @@ def test_ctrl_c_saves_an_incomplete_result_and_stops_the_proxy(
     process.send_signal(stop)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, "".join(lines) + rest
-    assert "interrupted; what was measured is in" in rest
+    assert "sqlabench: interrupted by " in rest and "what was measured is in" in rest
     assert "Traceback" not in rest
     [path] = tmp_path.glob("*.json")
     data = json.loads(path.read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import run_cli
@@ -89,4 +90,56 @@ def test_two_runs_on_one_database_cannot_overlap(
     holder.close()
     assert done.returncode == 2
     assert "another sqlabench run is using the database" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def with_query_password(url: str, password: str) -> str:
+    return (
+        make_url(url)
+        .update_query_dict({"password": password})
+        .render_as_string(hide_password=False)
+    )
+
+
+def written_text(*roots: Path) -> str:
+    """Everything a run wrote under `roots`, binary files (charts) included, as text."""
+    return "\n".join(
+        p.read_bytes().decode("utf-8", "replace")
+        for r in roots
+        for p in r.rglob("*")
+        if p.is_file()
+    )
+
+
+def test_a_password_in_the_url_query_is_never_written(
+    scratch_database: str, tmp_path: Path
+) -> None:
+    secret = "Query-Secret-7731"
+    out, report = tmp_path / "out", tmp_path / "report"
+    done = run_cli(
+        "run", "engines", "--profile", "smoke", "-b", "psycopg", "-b", "asyncpg",
+        "-k", "pk_lookup", "--out", str(out), "--report", str(report),
+        "--postgres", with_query_password(scratch_database, secret),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert list(out.glob("*.json")) and (report / "report.md").exists()
+    assert "password=***" in done.stdout
+    assert secret not in done.stdout + done.stderr
+    assert secret not in written_text(out, report)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "host=/nonexistent password=Keyword-Secret-7731 dbname=x",
+        "postgresql://u@127.0.0.1:1/db?password=Keyword-Secret-7731",
+        "postgresql://u:Keyword-Secret-7731@127.0.0.1:1/db",
+    ],
+    ids=["libpq-keywords", "query", "userinfo"],
+)
+def test_a_password_in_bad_input_is_not_echoed(given: str, tmp_path: Path) -> None:
+    done = run_cli("run", "engines", "-b", "psycopg", "--out", str(tmp_path), "--postgres", given)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Keyword-Secret-7731" not in done.stdout + done.stderr
     assert list(tmp_path.iterdir()) == []

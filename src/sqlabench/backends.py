@@ -10,10 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
-import json
-import os
 import sqlite3
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +19,14 @@ from typing import Any, Literal
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from sqlabench.embedded import POSTGRES_URL_ENV as POSTGRES_URL_ENV
+from sqlabench.embedded import embedded_server, provenance
 from sqlabench.errors import SqlabenchError
-from sqlabench.masking import mask_text, mask_url
+from sqlabench.masking import mask_text, mask_url, url_secrets
 
 SCHEMA = "sqlabench"
 """Every object the suite makes on PostgreSQL lives in this schema, which it owns."""
 
-POSTGRES_URL_ENV = "SQLABENCH_POSTGRES_URL"
 
 ServerKind = Literal["sqlite", "postgresql"]
 Mode = Literal["sync", "async"]
@@ -168,15 +166,14 @@ class PostgresTarget:
 
     @property
     def display(self) -> str:
-        return mask_url(self.url) + (" (embedded)" if self.embedded else "")
+        return mask_url(self.url) + (f" (embedded: {provenance()})" if self.embedded else "")
 
     def dsn(self) -> str:
         """The URL as a libpq/asyncpg DSN, query parameters included (holds the password)."""
         return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def mask(self, text: str) -> str:
-        password = self.url.password
-        return mask_text(text, password if isinstance(password, str) else None)
+        return mask_text(text, *url_secrets(self.url))
 
 
 Target = SqliteTarget | PostgresTarget
@@ -196,68 +193,14 @@ def parse_postgres_url(raw: str) -> URL:
     return url.set(drivername="postgresql")
 
 
-def embedded_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
-    return Path(base) / "sqlabench" / "pgdata"
-
-
 @contextlib.contextmanager
 def postgres_target(url: str | None) -> Iterator[PostgresTarget]:
     """The server named by `url`, or else an embedded one started here and stopped on exit."""
     if url:
         yield PostgresTarget(parse_postgres_url(url), embedded=False)
         return
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            import pgserver
-    except ImportError:
-        raise SqlabenchError(
-            "no PostgreSQL URL given and the embedded server package 'pgserver' is not "
-            f"installed: pass --postgres URL, set {POSTGRES_URL_ENV}, or pip install pgserver"
-        ) from None
-    data_dir = embedded_data_dir()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with pgserver.postgres_server.PostgresServer._lock:
-        forget_dead_handles(data_dir)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    except Exception as exc:
-        raise SqlabenchError(
-            f"could not start the embedded PostgreSQL in {data_dir}: {exc}"
-        ) from None
-    try:
-        yield PostgresTarget(make_url(server.get_uri()), embedded=True)
-    finally:
-        server.cleanup()
-
-
-def forget_dead_handles(data_dir: Path) -> None:
-    """Drop processes that no longer exist from pgserver's list of the server's users.
-
-    pgserver stops the server when the last process using it lets go; a process that was
-    killed (SIGKILL, OOM, a CI timeout) never lets go, and the server would then run forever.
-    """
-    handles = data_dir / ".handle_pids.json"
-    try:
-        pids = json.loads(handles.read_text())
-    except (OSError, ValueError):
-        return
-    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    with embedded_server() as embedded_url:
+        yield PostgresTarget(make_url(embedded_url), embedded=True)
 
 
 # --- connecting ---------------------------------------------------------------------------

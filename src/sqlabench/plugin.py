@@ -1,4 +1,4 @@
-"""The pytest plugin that scenario modules run under (imported by benchmarks/conftest.py).
+"""The pytest plugin the question modules run under (`-p sqlabench.plugin`; benchmarks/conftest.py).
 
 It turns `sqlabench run` options (or the same `--sqlabench-*` pytest options) into a RunContext:
 the chosen backends, the profile, the databases (starting an embedded PostgreSQL when no URL is
@@ -36,16 +36,19 @@ from sqlabench.errors import SqlabenchError
 from sqlabench.latency import PathMeasurement
 from sqlabench.masking import mask_text
 from sqlabench.measure import injected_slowdown
-from sqlabench.questions import PROFILES, discover
+from sqlabench.questions import PROFILES, discover, harness_hash
 from sqlabench.results import RESULT_KEY, SCHEMA_VERSION, BackendInfo, RunInfo, now_iso
+from sqlabench.stopping import signals_deferred, stop_signal_name
 from sqlabench.summary import format_time
 
 __all__ = [
     "pytest_addoption",
+    "pytest_benchmark_generate_json",
     "pytest_benchmark_update_json",
     "pytest_collection_finish",
     "pytest_configure",
     "pytest_runtest_makereport",
+    "pytest_sessionfinish",
     "pytest_unconfigure",
     "sqlabench_run",
 ]
@@ -74,6 +77,11 @@ class RunContext:
         self._postgres_direct = postgres_direct
         self.started = now_iso()
         self.failures: list[dict[str, str]] = []
+        self.interrupted: list[dict[str, Any]] = []
+        """Benchmarks a stop signal cut short: left out of the result, with how far they got."""
+        self.finished: set[str] = set()
+        """Node ids of the benchmarks whose timed test ran to its end (passed or failed)."""
+
         self.skipped: list[dict[str, str]] = []
         self.repeat = 1
         self.pass_number = 1
@@ -164,7 +172,9 @@ class RunContext:
             rtt_measured_ms=self.path.measured_ms if self.path else None,
             rtt_base_ms=self.path.base_ms if self.path else None,
             scenario_hashes=hashes,
+            harness_hash=harness_hash(),
             failures=tuple(self.failures),
+            interrupted=tuple(self.interrupted),
             skipped=tuple(self.skipped),
             injected_slowdown=injected_slowdown(),
         )
@@ -276,6 +286,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    if report.when == "call":
+        context_of(item.config).finished.add(item.nodeid)
     if report.when == "call" or (report.when == "setup" and not report.passed):
         _progress(item, report)
 
@@ -319,6 +331,39 @@ def _failure_message(report: pytest.TestReport) -> str:
     if crash is not None:
         return " ".join(str(crash.message).split())
     return " ".join(str(report.longrepr).split())[-300:]
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
+    """pytest-benchmark saves the JSON here: a second signal must not cut that in half."""
+    with signals_deferred():
+        yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_benchmark_generate_json(config: pytest.Config, benchmarks: list[Any]) -> None:
+    """Leave out every benchmark that a stop signal cut short, before pytest-benchmark saves.
+
+    Such a benchmark has fewer rounds than it asked for (maybe none: pytest-benchmark would
+    crash on it), so its statistics are not comparable with a complete one. It is listed
+    under `interrupted` with the rounds it had done. pytest-benchmark's own implementation
+    then writes the rest (this one returns None and edits the shared list in place).
+    """
+    ctx = context_of(config)
+    kept = []
+    for bench in benchmarks:
+        if bench.fullname in ctx.finished:
+            kept.append(bench)
+            continue
+        stats = getattr(bench, "stats", None)
+        ctx.interrupted.append(
+            {
+                "benchmark": bench.name,
+                "rounds_done": len(getattr(stats, "data", None) or ()),
+                "reason": f"stopped by {stop_signal_name()} before its rounds ended",
+            }
+        )
+    benchmarks[:] = kept
 
 
 def pytest_benchmark_update_json(

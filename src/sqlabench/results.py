@@ -61,7 +61,12 @@ class RunInfo:
     rtt_base_ms: float | None = None
     """The same straight to the server, without the injected latency."""
     scenario_hashes: dict[str, str] = field(default_factory=dict)
+    harness_hash: str = ""
+    """A hash of the sources on every timed path (measure, plugin, scenario, backends,
+    models): two runs whose harness differs are not like for like ("" in older files)."""
     failures: tuple[dict[str, str], ...] = ()
+    interrupted: tuple[dict[str, Any], ...] = ()
+    """Benchmarks a stop signal cut short, left out of `benchmarks`: name, rounds done, why."""
     skipped: tuple[dict[str, str], ...] = ()
     """Benchmarks left out on purpose, each with its reason."""
     injected_slowdown: float = 0.0
@@ -72,6 +77,7 @@ class RunInfo:
         data["questions"] = list(self.questions)
         data["backends"] = [asdict(b) for b in self.backends]
         data["failures"] = list(self.failures)
+        data["interrupted"] = list(self.interrupted)
         data["skipped"] = list(self.skipped)
         return data
 
@@ -81,6 +87,7 @@ class RunInfo:
         fields["questions"] = tuple(fields.get("questions", ()))
         fields["backends"] = tuple(BackendInfo(**b) for b in fields.get("backends", ()))
         fields["failures"] = tuple(fields.get("failures", ()))
+        fields["interrupted"] = tuple(fields.get("interrupted", ()))
         fields["skipped"] = tuple(fields.get("skipped", ()))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in fields.items() if k in known})

@@ -17,11 +17,12 @@ import pytest
 
 from sqlabench import questions as question_registry
 from sqlabench import results
-from sqlabench.backends import postgres_target, resolve_backends
+from sqlabench.backends import Backend, postgres_target, resolve_backends
 from sqlabench.database import exclusive_use, prepare_postgres
 from sqlabench.errors import SqlabenchError
 from sqlabench.latency import check_rtt, injected_latency
 from sqlabench.plugin import RunContext, RunnerHooks
+from sqlabench.stopping import signals_deferred, stop_signal_name
 
 DEFAULT_OUT = Path("results/runs")
 
@@ -45,11 +46,18 @@ TIMING: dict[str, list[str]] = {
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during the benchmarks: what was measured is saved, marked incomplete."""
+    """A stop signal during the benchmarks: what was measured is saved, marked incomplete.
 
-    def __init__(self, path: Path) -> None:
+    `path` is None when no benchmark had ended yet (nothing to save).
+    """
+
+    def __init__(self, path: Path | None) -> None:
         super().__init__(str(path))
         self.path = path
+
+
+class ResultRescued(SqlabenchError):
+    """The result could not be written where asked and was saved to a fallback instead."""
 
 
 @dataclass(frozen=True)
@@ -101,28 +109,22 @@ def run(
     results.check_writable_dir(out_dir)
     names = [q.name for q in chosen]
 
-    with contextlib.ExitStack() as stack:
-        postgres = proxied = version = latency_path = None
-        if any(b.server == "postgresql" for b in backends):
-            postgres = stack.enter_context(postgres_target(postgres_url))
-            stack.enter_context(exclusive_use(postgres))
-            version = prepare_postgres(postgres)
-            proxied, latency_path = stack.enter_context(injected_latency(postgres, rtt_ms))
-        context = RunContext(
-            backends, profile, postgres_url, proxied, version,
-            rtt_ms=rtt_ms, postgres_direct=postgres if latency_path else None,
-            path=latency_path,
-        )  # fmt: skip
-        stack.callback(context.close)
+    # servers and the proxy are started, and stopped, with stop signals held: one cut short
+    # would be left running. The benchmarks themselves stop at once; then the result is saved
+    # and everything stopped, again with signals held, so a second Ctrl-C cannot lose it.
+    stack = contextlib.ExitStack()
+    try:
+        with signals_deferred():
+            context = _start(stack, backends, profile, postgres_url, rtt_ms)
         context.repeat = repeat
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-")))
         args = [
             *(str(q.path) for q in chosen),
             # progress and summary come from sqlabench; pytest's own reporter stays silent
-            "-p", "no:terminal", "-p", "no:cacheprovider",
+            "-p", "no:terminal", "-p", "no:cacheprovider", "-p", "sqlabench.plugin",
             "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
-            f"-c={question_registry.benchmarks_dir() / 'pytest.ini'}",
-            f"--rootdir={question_registry.benchmarks_dir()}",
+            f"-c={question_registry.PYTEST_INI}",
+            f"--rootdir={question_registry.questions_dir()}",
             f"--benchmark-json={scratch / 'pytest-benchmark.json'}",
             "--benchmark-sort=fullname", "--benchmark-quiet",
             *TIMING[profile],
@@ -130,44 +132,118 @@ def run(
         if select:
             args += ["-k", select]
         passes: list[dict[str, Any]] = []
+        exit_code: int = pytest.ExitCode.OK
         for number in range(1, repeat + 1):
             context.pass_number, context.done = number, 0
             hooks = RunnerHooks(context, names)
-            exit_code = pytest.main(args, plugins=[hooks])
+            try:
+                exit_code = pytest.main(args, plugins=[hooks])
+            except KeyboardInterrupt:  # held during pytest's session finish, delivered after
+                exit_code = pytest.ExitCode.INTERRUPTED
             if hooks.json is not None:
                 passes.append(hooks.json)
             if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                 break
-        interrupted = exit_code == pytest.ExitCode.INTERRUPTED
-        if interrupted and context.done == 0 and not passes:
-            raise KeyboardInterrupt
-        if interrupted:
-            context.failures.append({"benchmark": "(session)", "error": "interrupted (Ctrl-C)"})
-        elif exit_code == pytest.ExitCode.NO_TESTS_COLLECTED:
-            raise SqlabenchError(
-                f"no benchmark matches -k {select!r}" if select else "no benchmark to run"
-            )
-        elif exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            if not passes and not context.failures and context.done == 0:
-                raise SqlabenchError(
-                    f"the benchmark session stopped early (pytest exit {exit_code})"
-                )
-            # keep what was measured; the run is marked incomplete and fails
-            context.failures.append(
-                {"benchmark": "(session)", "error": f"pytest stopped early with exit {exit_code}"}
-            )
-        # pytest-benchmark writes no JSON when no benchmark got as far as timing: the run is
-        # still recorded, with its failures
-        data = results.merge_passes(passes) if passes else {"benchmarks": []}
-        complete = (
-            exit_code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-            and len(passes) == repeat
-            and context.done == context.total
-        )
-        data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
-        stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
-        path = results.write_new(data, out_dir, stem)
-    if interrupted:
+        with signals_deferred():
+            path = _save(context, names, profile, repeat, select, exit_code, passes, out_dir)
+    finally:
+        with signals_deferred():
+            stack.close()
+    if exit_code == pytest.ExitCode.INTERRUPTED:
         raise RunInterrupted(path)
+    assert path is not None
     result = results.load(path)
     return RunOutcome(path, result, len(result.info.failures))
+
+
+def _start(
+    stack: contextlib.ExitStack,
+    backends: list[Backend],
+    profile: str,
+    postgres_url: str | None,
+    rtt_ms: float,
+) -> RunContext:
+    """Start what the run needs (PostgreSQL, its lock, the latency proxy) onto `stack`."""
+    postgres = proxied = version = latency_path = None
+    if any(b.server == "postgresql" for b in backends):
+        postgres = stack.enter_context(postgres_target(postgres_url))
+        stack.enter_context(exclusive_use(postgres))
+        version = prepare_postgres(postgres)
+        proxied, latency_path = stack.enter_context(injected_latency(postgres, rtt_ms))
+    context = RunContext(
+        backends, profile, postgres_url, proxied, version,
+        rtt_ms=rtt_ms, postgres_direct=postgres if latency_path else None,
+        path=latency_path,
+    )  # fmt: skip
+    stack.callback(context.close)
+    return context
+
+
+def _save(
+    context: RunContext,
+    names: list[str],
+    profile: str,
+    repeat: int,
+    select: str | None,
+    exit_code: int,
+    passes: list[dict[str, Any]],
+    out_dir: str | Path,
+) -> Path | None:
+    """Write the run's result file; None when it was stopped before any benchmark ended."""
+    interrupted = exit_code == pytest.ExitCode.INTERRUPTED
+    if interrupted and not context.finished:
+        return None
+    if interrupted:
+        context.failures.append(
+            {"benchmark": "(session)", "error": f"interrupted by {stop_signal_name()}"}
+        )
+    elif exit_code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise SqlabenchError(
+            f"no benchmark matches -k {select!r}" if select else "no benchmark to run"
+        )
+    elif exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        if not passes and not context.failures and context.done == 0:
+            raise SqlabenchError(f"the benchmark session stopped early (pytest exit {exit_code})")
+        # keep what was measured; the run is marked incomplete and fails
+        context.failures.append(
+            {"benchmark": "(session)", "error": f"pytest stopped early with exit {exit_code}"}
+        )
+    # pytest-benchmark writes no JSON when no benchmark got as far as timing: the run is
+    # still recorded, with its failures
+    data = results.merge_passes(passes) if passes else {"benchmarks": []}
+    complete = (
+        exit_code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        and len(passes) == repeat
+        and context.done == context.total
+    )
+    data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
+    stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
+    return save_result(data, out_dir, stem)
+
+
+def save_result(data: dict[str, Any], out_dir: str | Path, stem: str) -> Path:
+    """Write the result into `out_dir`; if that fails, into a fallback directory, and say so.
+
+    A run's measurements are never dropped because the results directory went away, became
+    unwritable or filled up: they go to the first fallback that takes them, and the one-line
+    error names both the problem and where the result is.
+    """
+    try:
+        return results.write_new(data, out_dir, stem)
+    except SqlabenchError as problem:
+        for fallback in fallback_dirs():
+            try:
+                rescued = results.write_new(data, fallback, stem)
+            except SqlabenchError:
+                continue
+            raise ResultRescued(f"{problem}; the result was saved to {rescued} instead") from None
+        tried = ", ".join(map(str, fallback_dirs()))
+        raise SqlabenchError(f"{problem}; no fallback directory took it either ({tried})") from None
+
+
+def fallback_dirs() -> list[Path]:
+    """Where a result goes when its own directory cannot take it: temp dir, then HOME."""
+    return [
+        Path(tempfile.gettempdir()) / "sqlabench-rescued",
+        Path.home() / ".local" / "state" / "sqlabench" / "rescued",
+    ]

@@ -37,6 +37,19 @@ class Question:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
 
+HARNESS_MODULES = ("measure", "plugin", "scenario", "backends", "models")
+"""The library modules every question's timed path runs through."""
+
+
+def harness_hash() -> str:
+    """A hash of the harness modules' sources, as `Question.source_hash` is of a question's."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for name in HARNESS_MODULES:
+        digest.update((package / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def questions_dir() -> Path:
     """Where the question modules are: this package, or $SQLABENCH_BENCHMARKS."""
     configured = os.environ.get(BENCHMARKS_ENV)
