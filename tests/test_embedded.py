@@ -54,3 +54,43 @@ def test_without_the_embedded_server_a_run_says_how_to_get_postgresql(tmp_path: 
         "--out", str(tmp_path / "out"), env=env,
     )  # fmt: skip
     assert sqlite_only.returncode == 0, sqlite_only.stderr
+
+
+def postmaster_running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    return (
+        Path(f"/proc/{pid}").exists()
+        and "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    )
+
+
+def test_a_killed_run_does_not_leave_the_server_running_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed while using the server never lets go of it; the next one mends that."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time; from sqlabench.embedded import embedded_server\n"
+         "with embedded_server():\n    print('up', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
+    holder.send_signal(signal.SIGKILL)  # no clean-up of any kind
+    holder.wait()
+    pgdata = embedded.data_dir()
+    assert postmaster_running(pgdata), "the killed process's server should still be up"
+    with embedded.embedded_server():
+        pass
+    deadline = time.monotonic() + 10
+    while postmaster_running(pgdata) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not postmaster_running(pgdata), "the server outlived every process that used it"
