@@ -69,7 +69,9 @@ def test_lazy_loading_pays_the_latency_on_every_statement(tmp_path: Path) -> Non
     [path] = tmp_path.glob("*.json")
     data = json.loads(path.read_text())
     meta = data["sqlabench"]
-    assert meta["rtt_ms"] == 2 and meta["rtt_measured_ms"] >= 2
+    # the proxy holds back the asked RTT less its own hop time, measured once at start; on a
+    # loaded machine that estimate can run a little high (seen: 1.97 ms for 2 ms asked)
+    assert meta["rtt_ms"] == 2 and meta["rtt_measured_ms"] >= 2 * 0.95
     pg = [b for b in data["benchmarks"] if b["extra_info"]["backend"] == "psycopg"]
     assert pg
     for b in pg:

@@ -59,3 +59,32 @@ def test_mask_text_hides_libpq_keyword_strings(text: str) -> None:
     masked = mask_text(text)
     assert "s3cret" not in masked
     assert "***" in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("password=abc,def rest", "def"),
+        ("password='it\\'s' rest", "s'"),
+        ("{'password': 'x1y'}", "x1y"),
+        ('{"password": "q2w"}', "q2w"),
+        ("PGPASSWORD=zz9 psql", "zz9"),
+    ],
+)
+def test_mask_text_hides_the_whole_value_in_other_forms(text: str, secret: str) -> None:
+    assert secret not in mask_text(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (
+            "postgresql://postgres:postgres@localhost/postgres",
+            "postgresql://postgres:***@localhost/postgres",
+        ),
+        ("postgresql://u:1@h/db1", "postgresql://u:***@h/db1"),
+    ],
+)
+def test_mask_url_replaces_the_password_part_only(url: str, masked: str) -> None:
+    """A password that is also a user, database or scheme name leaves those intact."""
+    assert mask_url(url) == masked

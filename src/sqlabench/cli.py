@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -42,10 +43,10 @@ def one_line_errors(func: F) -> F:
                 if stopped.path
                 else "no benchmark had ended, so no result was written"
             )
-            click.echo(f"sqlabench: interrupted by {stop_signal_name()}; {saved}", err=True)
+            _say_on_stop(f"sqlabench: interrupted by {stop_signal_name()}; {saved}")
             sys.exit(130)
         except KeyboardInterrupt:
-            click.echo(f"sqlabench: interrupted by {stop_signal_name()}", err=True)
+            _say_on_stop(f"sqlabench: interrupted by {stop_signal_name()}")
             sys.exit(130)
         except Exception as exc:
             if os.environ.get("SQLABENCH_DEBUG"):
@@ -57,6 +58,12 @@ def one_line_errors(func: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _say_on_stop(line: str) -> None:
+    """Print the stop message; after SIGHUP the terminal may be gone (EIO): exit 130 anyway."""
+    with contextlib.suppress(OSError):
+        click.echo(line, err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         message = " ".join(exc.format_message().split())
         click.echo(f"sqlabench: error: {message} (see: sqlabench --help)", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    except click.Abort:
-        click.echo("sqlabench: interrupted", err=True)
+    except (click.Abort, KeyboardInterrupt):
+        _say_on_stop(f"sqlabench: interrupted by {stop_signal_name()}")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -112,6 +112,8 @@ def forget_dead_handles(pgdata: Path) -> None:
 
 
 def _process_exists(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: keep every pid
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

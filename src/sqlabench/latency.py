@@ -88,6 +88,9 @@ class LatencyProxy:
                 "--one-way-ms", str(self.one_way_ms),
             ],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            # its own session: a terminal's Ctrl-C goes to the run, which stops the proxy
+            # after saving, instead of killing it under the benchmark in progress
+            start_new_session=True,
         )  # fmt: skip
         assert self._process.stdout is not None
         line = self._process.stdout.readline().strip()

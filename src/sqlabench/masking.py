@@ -19,10 +19,14 @@ SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword")
 
 _KEYS = "|".join(SECRET_KEYS)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/:@\s\"']*:)(?P<pw>[^@\s\"']*)@")
-# in a URL's query the value ends at the next parameter; elsewhere at white space or a quote
+# in a URL's query the value ends at the next parameter
 _QUERY_SECRET = re.compile(rf"(?P<head>[?&](?:{_KEYS})=)(?P<pw>[^&#\s\"']*)", re.I)
+# elsewhere: `password=x`, `PGPASSWORD=x`, `password: x`, `'password': 'x'` (a dict's repr);
+# a quoted value ends at its closing quote, a bare one at white space
 _KEYWORD_SECRET = re.compile(
-    rf"(?P<head>(?<![\w?&])(?:{_KEYS})\s*[=:]\s*)(?P<pw>'[^']*'|\"[^\"]*\"|[^\s,;)]+)", re.I
+    rf"(?P<head>\b\w*(?:{_KEYS})['\"]?\s*[=:]\s*)"
+    r"(?P<pw>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s'\"]+)",
+    re.I,
 )
 
 
@@ -45,14 +49,20 @@ def mask_url(url: str | URL) -> str:
             parsed = make_url(url)
         except Exception:
             return mask_text(url)
-    return mask_text(parsed.render_as_string(hide_password=True), *url_secrets(parsed))
+    # only the password part and secret query values are replaced: replacing the password's
+    # text wherever it occurs would also eat a user or database name that contains it
+    return _QUERY_SECRET.sub(_masked, parsed.render_as_string(hide_password=True))
+
+
+def _masked(match: re.Match[str]) -> str:
+    return match.group("head") + MASK
 
 
 def mask_text(text: str, *passwords: str | None) -> str:
     """Text with every URL password, secret parameter or keyword, and each given password masked."""
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
-    text = _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
-    text = _KEYWORD_SECRET.sub(lambda m: m.group("head") + MASK, text)
+    text = _QUERY_SECRET.sub(_masked, text)
+    text = _KEYWORD_SECRET.sub(_masked, text)
     for password in sorted({p for p in passwords if p}, key=len, reverse=True):
         text = text.replace(password, MASK)
     return text

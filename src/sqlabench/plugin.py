@@ -38,7 +38,7 @@ from sqlabench.masking import mask_text
 from sqlabench.measure import injected_slowdown
 from sqlabench.questions import PROFILES, discover, harness_hash
 from sqlabench.results import RESULT_KEY, SCHEMA_VERSION, BackendInfo, RunInfo, now_iso
-from sqlabench.stopping import signals_deferred, stop_signal_name
+from sqlabench.stopping import stop_signal_name, stops_held
 from sqlabench.summary import format_time
 
 __all__ = [
@@ -80,7 +80,9 @@ class RunContext:
         self.interrupted: list[dict[str, Any]] = []
         """Benchmarks a stop signal cut short: left out of the result, with how far they got."""
         self.finished: set[str] = set()
-        """Node ids of the benchmarks whose timed test ran to its end (passed or failed)."""
+        """Node ids of this pass's benchmarks whose timed test ran to its end (passed or failed)."""
+        self.finished_any = False
+        """Whether any benchmark of any pass ran to its end."""
 
         self.skipped: list[dict[str, str]] = []
         self.repeat = 1
@@ -186,6 +188,8 @@ class RunContext:
 def suite_commit() -> str:
     """The checkout's commit, with `-dirty` when benchmark or library files differ from it."""
     root = Path(__file__).resolve().parents[2]
+    if not (root / "src" / "sqlabench" / "questions").is_dir():
+        return "unknown"  # installed from a wheel: the git repository around it is not ours
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
@@ -286,10 +290,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if report.when == "call":
-        context_of(item.config).finished.add(item.nodeid)
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        _progress(item, report)
+    # recorded and reported together: a stop between the two would save a benchmark the run
+    # never said was done (or the reverse)
+    with stops_held():
+        if report.when == "call":
+            ctx = context_of(item.config)
+            ctx.finished.add(item.nodeid)
+            ctx.finished_any = True
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            _progress(item, report)
 
 
 def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -336,7 +345,7 @@ def _failure_message(report: pytest.TestReport) -> str:
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     """pytest-benchmark saves the JSON here: a second signal must not cut that in half."""
-    with signals_deferred():
+    with stops_held():
         yield
 
 

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from sqlabench import questions as question_registry
-from sqlabench import results
+from sqlabench import results, stopping
 from sqlabench.backends import Backend, postgres_target, resolve_backends
 from sqlabench.database import exclusive_use, prepare_postgres
 from sqlabench.errors import SqlabenchError
 from sqlabench.latency import check_rtt, injected_latency
 from sqlabench.plugin import RunContext, RunnerHooks
-from sqlabench.stopping import signals_deferred, stop_signal_name
+from sqlabench.stopping import stop_handlers, stop_signal_name, stops_held
 
 DEFAULT_OUT = Path("results/runs")
 
@@ -99,6 +99,7 @@ def run(
     With `rtt_ms`, every PostgreSQL backend reaches its server through a proxy adding that
     round-trip latency, measured before any benchmark runs.
     """
+    stopping.reset()
     chosen = question_registry.resolve(list(question_names))
     question_registry.check_profile(profile)
     check_rtt(rtt_ms)
@@ -109,47 +110,59 @@ def run(
     results.check_writable_dir(out_dir)
     names = [q.name for q in chosen]
 
-    # servers and the proxy are started, and stopped, with stop signals held: one cut short
-    # would be left running. The benchmarks themselves stop at once; then the result is saved
-    # and everything stopped, again with signals held, so a second Ctrl-C cannot lose it.
-    stack = contextlib.ExitStack()
-    try:
-        with signals_deferred():
+    # A stop signal (Ctrl-C, SIGTERM, SIGHUP) interrupts only the benchmarks themselves
+    # (stops_raise around pytest); while servers and the proxy start and stop and while the
+    # result is saved it is held, and the run ends as interrupted once that work is done.
+    with stop_handlers(), stops_held():
+        stack = contextlib.ExitStack()
+        try:
             context = _start(stack, backends, profile, postgres_url, rtt_ms)
-        context.repeat = repeat
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-")))
-        args = [
-            *(str(q.path) for q in chosen),
-            # progress and summary come from sqlabench; pytest's own reporter stays silent
-            "-p", "no:terminal", "-p", "no:cacheprovider", "-p", "sqlabench.plugin",
-            "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
-            f"-c={question_registry.PYTEST_INI}",
-            f"--rootdir={question_registry.questions_dir()}",
-            f"--benchmark-json={scratch / 'pytest-benchmark.json'}",
-            "--benchmark-sort=fullname", "--benchmark-quiet",
-            *TIMING[profile],
-        ]  # fmt: skip
-        if select:
-            args += ["-k", select]
-        passes: list[dict[str, Any]] = []
-        exit_code: int = pytest.ExitCode.OK
-        for number in range(1, repeat + 1):
-            context.pass_number, context.done = number, 0
-            hooks = RunnerHooks(context, names)
-            try:
-                exit_code = pytest.main(args, plugins=[hooks])
-            except KeyboardInterrupt:  # held during pytest's session finish, delivered after
+            context.repeat = repeat
+            scratch = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-"))
+            )
+            args = [
+                *(str(q.path) for q in chosen),
+                # progress and summary come from sqlabench; pytest's own reporter stays silent;
+                # the plugin comes from -p, never from a conftest beside the question modules
+                "-p", "no:terminal", "-p", "no:cacheprovider", "-p", "sqlabench.plugin",
+                "--noconftest",
+                "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
+                f"-c={question_registry.PYTEST_INI}",
+                f"--rootdir={question_registry.questions_dir()}",
+                f"--benchmark-json={scratch / 'pytest-benchmark.json'}",
+                "--benchmark-sort=fullname", "--benchmark-quiet",
+                *TIMING[profile],
+            ]  # fmt: skip
+            if select:
+                args += ["-k", select]
+            passes: list[dict[str, Any]] = []
+            exit_code: int = pytest.ExitCode.OK
+            for number in range(1, repeat + 1):
+                if stopping.requested():
+                    break
+                context.pass_number, context.done = number, 0
+                context.finished = set()
+                hooks = RunnerHooks(context, names)
+                try:
+                    with stopping.stops_raise():
+                        exit_code = pytest.main(args, plugins=[hooks])
+                except KeyboardInterrupt:  # a stop between pytest's own protected steps
+                    exit_code = pytest.ExitCode.INTERRUPTED
+                if hooks.json is not None:
+                    passes.append(hooks.json)
+                if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                    break
+            if stopping.requested():
                 exit_code = pytest.ExitCode.INTERRUPTED
-            if hooks.json is not None:
-                passes.append(hooks.json)
-            if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-                break
-        with signals_deferred():
             path = _save(context, names, profile, repeat, select, exit_code, passes, out_dir)
-    finally:
-        with signals_deferred():
+        finally:
             stack.close()
-    if exit_code == pytest.ExitCode.INTERRUPTED:
+            # a stop that arrived while saving or stopping has been handled: the run ends as
+            # interrupted below, it must not also be raised when the held block ends
+            interrupted = stopping.requested()
+            stopping.acknowledge()
+    if interrupted or exit_code == pytest.ExitCode.INTERRUPTED:
         raise RunInterrupted(path)
     assert path is not None
     result = results.load(path)
@@ -191,7 +204,7 @@ def _save(
 ) -> Path | None:
     """Write the run's result file; None when it was stopped before any benchmark ended."""
     interrupted = exit_code == pytest.ExitCode.INTERRUPTED
-    if interrupted and not context.finished:
+    if interrupted and not context.finished_any:
         return None
     if interrupted:
         context.failures.append(

@@ -1,10 +1,14 @@
-"""How a run stops: Ctrl-C, a kill and a closed terminal all end it the same way.
+"""How a run stops: Ctrl-C, a kill and a closed terminal all end it the same way, once.
 
-SIGINT, SIGTERM and SIGHUP each raise KeyboardInterrupt, so one path (pytest's own, then the
-runner's) stops the benchmarks, saves what was measured and stops the servers and the proxy.
-Some steps must not be cut in half: starting or stopping a server or the proxy (a half-started
-one would be left running) and saving the result. `signals_deferred` holds a stop signal that
-arrives during such a step and delivers it right after, to whatever handled it before.
+One handler serves SIGINT, SIGTERM and SIGHUP. It always records the signal; it raises
+KeyboardInterrupt (the way pytest and the runner stop) only where raising is safe, and only
+for the first signal: a second Ctrl-C while the run saves its result and stops its servers is
+recorded, never raised into the middle of that work.
+
+Where raising is not safe (starting or stopping a server or the proxy, pytest-benchmark saving
+its JSON, the runner saving the result), code runs inside `stops_held()`; a signal that arrives
+there is raised when the block ends, if raising is allowed around it. Code that checks for a
+stop itself (the runner, between passes and after the benchmarks) asks `requested()`.
 """
 
 from __future__ import annotations
@@ -15,65 +19,94 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-SIGNAL_NAMES = {
-    signal.SIGINT: "Ctrl-C (SIGINT)",
-    signal.SIGTERM: "SIGTERM",
-    signal.SIGHUP: "SIGHUP",
-}
-
-
-class Stopped(KeyboardInterrupt):
-    """A stop signal other than Ctrl-C, raised where Ctrl-C would raise KeyboardInterrupt."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(SIGNAL_NAMES.get(signal.Signals(signum), str(signum)))
-        self.signum = signum
-
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)  # Windows has no SIGHUP
+_NAMES = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 
 _received: list[int] = []
+_state = {"raising": True, "raised": False}
 
 
-def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+def _on_stop(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Stopped(signum)
+    if _state["raising"] and not _state["raised"]:
+        _state["raised"] = True
+        raise KeyboardInterrupt(signal_name(signum))
+
+
+def signal_name(signum: int) -> str:
+    return _NAMES.get(signal.Signals(signum).name, signal.Signals(signum).name)
 
 
 def install_stop_handlers() -> None:
-    """Make SIGINT, SIGTERM and SIGHUP stop a run alike (call once, from the main thread)."""
+    """Make every stop signal end a run as Ctrl-C does (call from the main thread)."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_stopped)
-
-
-def stop_signal_name() -> str:
-    """The stop signal this process received first, by name ('a signal' if none was seen)."""
-    return SIGNAL_NAMES[signal.Signals(_received[0])] if _received else "a signal"
+        signal.signal(signum, _on_stop)
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold stop signals for the duration of the block; deliver the first one after it.
-
-    Nested blocks hand a held signal outwards, so it is delivered once, after the outermost.
-    Outside the main thread (where handlers cannot be set) the block runs unprotected.
-    """
+def stop_handlers() -> Iterator[None]:
+    """The stop handlers for the duration of the block (a run called as a library)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held: list[int] = []
-
-    def hold(signum: int, frame: FrameType | None) -> None:
-        held.append(signum)
-
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    for s in STOP_SIGNALS:
-        signal.signal(s, hold)
+    install_stop_handlers()
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if held:
-            signal.raise_signal(held[0])
+
+
+def requested() -> bool:
+    """Whether a stop signal has arrived in this process."""
+    return bool(_received)
+
+
+def stop_signal_name() -> str:
+    """The first stop signal this process received, by name ('a signal' if none was seen)."""
+    return signal_name(_received[0]) if _received else "a signal"
+
+
+@contextlib.contextmanager
+def _raising(allowed: bool) -> Iterator[None]:
+    before = _state["raising"]
+    _state["raising"] = allowed
+    try:
+        if allowed:
+            _raise_if_pending()
+        yield
+    finally:
+        _state["raising"] = before
+        if before:
+            _raise_if_pending()
+
+
+def _raise_if_pending() -> None:
+    if _received and not _state["raised"]:
+        _state["raised"] = True
+        raise KeyboardInterrupt(stop_signal_name())
+
+
+def stops_held() -> contextlib.AbstractContextManager[None]:
+    """A block a stop signal must not cut in half: it is raised after, where allowed."""
+    return _raising(False)
+
+
+def stops_raise() -> contextlib.AbstractContextManager[None]:
+    """A block a stop signal interrupts at once (a signal already waiting is raised first)."""
+    return _raising(True)
+
+
+def acknowledge() -> None:
+    """The stop that arrived has been handled: do not raise it when a held block ends."""
+    if _received:
+        _state["raised"] = True
+
+
+def reset() -> None:
+    """Forget every signal (for tests that run several runs in one process)."""
+    _received.clear()
+    _state.update(raising=True, raised=False)

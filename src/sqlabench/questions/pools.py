@@ -252,10 +252,16 @@ def sync_load(engine: Engine, point: Point, requests: int) -> Load:
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(point.concurrency)]
     started = clock()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    except BaseException:
+        # stopped (Ctrl-C) before every client started: the ones waiting at the barrier would
+        # wait forever and keep the process from exiting
+        start_together.abort()
+        raise
     load.duration = clock() - started
     return load
 
