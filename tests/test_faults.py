@@ -10,7 +10,7 @@ the user's table beside the run unchanged.
 
 The seed is printed and is in every failure message: `SQLABENCH_FAULT_SEED=N` replays a
 failure exactly (the moment, not the machine's timing). `make test` runs two or three moments
-per fault; `make test-faults` runs ten (SQLABENCH_FAULT_MOMENTS) per fault across whole runs.
+per fault; `make test-slow` runs ten (SQLABENCH_FAULT_MOMENTS) per fault across whole runs.
 """
 
 from __future__ import annotations

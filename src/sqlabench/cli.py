@@ -296,6 +296,85 @@ def report_command(result_paths: tuple[str, ...], out_dir: str) -> None:
     click.echo(f"wrote {md_path} and {html_path}")
 
 
+@cli.command("matrix")
+@click.argument("question_names", metavar="QUESTION...", nargs=-1, required=True)
+@click.option(
+    "--with",
+    "specs",
+    multiple=True,
+    required=True,
+    metavar="SPEC",
+    help='A set of requirements, e.g. "sqlalchemy==2.0.58"; give two or more. The first is '
+    "the base the others are compared with.",
+)
+@click.option("--profile", "-p", default="quick", show_default=True, metavar="NAME")
+@click.option("--backend", "-b", "backend_names", multiple=True, metavar="NAME")
+@click.option("--postgres", "postgres_url", envvar=backends.POSTGRES_URL_ENV, metavar="URL")
+@click.option("-k", "select", metavar="EXPR")
+@click.option("--rtt-ms", type=float, default=0.0, show_default=True, metavar="MS")
+@click.option(
+    "--passes",
+    type=int,
+    default=2,
+    show_default=True,
+    metavar="N",
+    help="Passes per SPEC, interleaved ABBA across the SPECs.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=5.0,
+    show_default=True,
+    metavar="PCT",
+    help="Smallest change in time (percent) reported as slower or faster.",
+)
+@click.option(
+    "--out", "out_dir", required=True, metavar="DIR", help="Results, compare.json/.md, charts."
+)
+@one_line_errors
+def matrix_command(
+    question_names: tuple[str, ...],
+    specs: tuple[str, ...],
+    profile: str,
+    backend_names: tuple[str, ...],
+    postgres_url: str | None,
+    select: str | None,
+    rtt_ms: float,
+    passes: int,
+    threshold: float,
+    out_dir: str,
+) -> None:
+    """Run QUESTION... under each SPEC's requirements and compare them with the first SPEC.
+
+    Every SPEC gets a cached virtual environment (this checkout installed into it); all are
+    built before any benchmark runs. Exit status: 0 no regression against the first SPEC,
+    1 at least one, 2 bad input (a SPEC pip cannot install is one).
+    """
+    from sqlabench import matrix
+
+    # the checks `run` would make, made once here before any environment is built
+    questions.resolve(list(question_names))
+    questions.check_profile(profile)
+    backends.resolve_backends(list(backend_names))
+    runner.check_selection(select)
+    run_args = ["--profile", profile, *(a for b in backend_names for a in ("-b", b))]
+    if postgres_url:
+        run_args += ["--postgres", postgres_url]
+    if select:
+        run_args += ["-k", select]
+    if rtt_ms:
+        run_args += ["--rtt-ms", str(rtt_ms)]
+    outcome = matrix.run_matrix(
+        question_names, specs, run_args, out_dir, passes, threshold / 100,
+        say=lambda line: click.echo(line, err=True),
+    )  # fmt: skip
+    for each in outcome.comparisons:
+        print_comparison(each)
+    for path in (*outcome.results, outcome.compare_json, outcome.compare_md, *outcome.charts):
+        click.echo(f"wrote {path}")
+    sys.exit(1 if outcome.regressions else 0)
+
+
 @cli.command("compare")
 @click.argument("baseline_path", metavar="BASELINE")
 @click.argument("current_path", metavar="CURRENT")

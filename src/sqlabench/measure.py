@@ -27,10 +27,7 @@ from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-try:  # SQLAlchemy 2.1 name, then the 2.0 one
-    from sqlalchemy.util import await_ as _await
-except ImportError:  # pragma: no cover - SQLAlchemy 2.0
-    from sqlalchemy.util import await_only as _await
+from sqlabench.compat import await_ as _await
 
 T = TypeVar("T")
 

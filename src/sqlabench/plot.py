@@ -141,6 +141,11 @@ def _save(fig: Figure, result: ResultFile | None, out: Path, stem: str) -> list[
     return written
 
 
+def save_figure(fig: Figure, result: ResultFile | None, out: Path, stem: str) -> list[Path]:
+    """Write a figure as PNG and SVG (replacing charts of that name), with the run's footnote."""
+    return _save(fig, result, out, stem)
+
+
 def _layout(
     fig: Figure, top_inches: float = 0.85, bottom_inches: float = 0.45, right: float = 1.0
 ) -> None:
@@ -545,14 +550,14 @@ def compare_figure(result: Comparison, title: str) -> Figure | None:
     ax.set_xlabel("current / baseline, ratio of medians with 95% interval (log; > 1 is slower)")
     omitted = len(changes) - len(shown)
     ax.set_title(
-        f"{title}: {len(result.regressions)} regression(s), {len(result.improvements)} faster, "
+        f"{title}\n{len(result.regressions)} regression(s), {len(result.improvements)} faster, "
         f"of {len(changes)}" + (f" ({omitted} unchanged not shown)" if omitted else "")
         + f"\ngrey band: ±{result.threshold:.0%} threshold; squares/crosses: regressions, "
         "diamonds: improvements",
         loc="left", fontsize=9,
     )  # fmt: skip
     ax.grid(axis="y", visible=False)
-    _layout(fig)
+    _layout(fig, top_inches=1.05)
     return cast("Figure", fig)
 
 

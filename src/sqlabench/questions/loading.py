@@ -33,11 +33,11 @@ from sqlalchemy.orm import (
     immediateload,
     joinedload,
     selectinload,
-    strategies,
     subqueryload,
 )
 
 from sqlabench.backends import Backend, Target
+from sqlabench.compat import selectin_chunk_size
 from sqlabench.database import seed
 from sqlabench.measure import Outcome, StatementCounter, check, measure, measure_async
 from sqlabench.models import DataSize, Post, User
@@ -63,14 +63,6 @@ LOADERS: dict[str, Callable[..., Any]] = {
 }
 MAX_ROWS_PER_OPERATION = 2_000_000
 """Cases whose data or joined rows would exceed this are left out, with the reason."""
-
-
-def selectin_chunk_size() -> int:
-    """Keys per IN list of selectinload, read from the installed SQLAlchemy (500 in 2.x)."""
-    # the class is private in 2.1 (_SelectInLoader) and public in 2.0 (SelectInLoader)
-    names = ("_SelectInLoader", "SelectInLoader")
-    loader = next(getattr(strategies, n) for n in names if hasattr(strategies, n))
-    return int(loader._chunksize)
 
 
 @dataclass(frozen=True)
