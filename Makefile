@@ -2,18 +2,19 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.sqlabench-installed
 PROFILE ?= quick
 ARGS   ?=
-# extra requirements installed with the project, e.g. PIN="sqlalchemy==2.0.58" VENV=.venv-sa20
+# extra requirements installed with the project, e.g. PIN="sqlalchemy==2.0.58" VENV=.venv-sa20;
+# each is quoted for the shell, and another PIN makes another stamp, so the venv is reinstalled
 PIN    ?=
+STAMP  := $(VENV)/.sqlabench-installed$(if $(strip $(PIN)),-$(shell printf '%s' '$(PIN)' | cksum | cut -d' ' -f1))
 
 .PHONY: bench charts report test test-slow lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]' $(PIN)
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]' $(foreach r,$(PIN),'$(r)')
 	touch $(STAMP)
 
 install: $(STAMP)

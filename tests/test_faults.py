@@ -244,9 +244,10 @@ def signal_trial(
 
         def fault() -> None:
             os.kill(process.pid, signum)
-            if storm:  # more signals while it saves and stops its servers
-                for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) * 3:
-                    time.sleep(0.005)
+            if storm:  # more signals while it saves and stops its servers (fewer than five:
+                # the fifth would end it at once, by design)
+                for pause, other in ((0.05, signal.SIGTERM), (0.25, signal.SIGHUP), (0.7, signum)):
+                    time.sleep(pause)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(process.pid, other)
 
@@ -254,13 +255,18 @@ def signal_trial(
             at_random_benchmark(trial, process, fault)
         else:
             at_random_moment(trial, process, window, fault)
-    if trial.returncode == 0:  # the run ended before the moment: nothing to check
+    if not trial.fault_at:  # the run ended before the moment: nothing to check
         pytest.skip("the run finished before the fault: " + trial.describe())
     assert trial.returncode == 130, trial.describe()
     stderr = "".join(line for _, line in trial.lines)
     assert "Traceback" not in stderr, trial.describe()
+    # it stops at once: the benchmark in progress is cut short (or just ends), no other starts
+    assert len(trial.finished_names(since=trial.fault_at)) <= 1, trial.describe()
+    assert trial.lines[-1][0] - trial.fault_at < 120, "slow to stop: " + trial.describe()
     result = loaded_result(trial)
-    assert result.info.complete is False, trial.describe()
+    if result.info.complete:  # only when the signal came after the last benchmark
+        assert trial.finished_names(since=trial.fault_at) == set(), trial.describe()
+        assert "every benchmark had finished" in stderr, trial.describe()
     check_nothing_lost(trial, result)
     check_nothing_left(trial, before)
 

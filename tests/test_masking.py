@@ -88,3 +88,14 @@ def test_mask_text_hides_the_whole_value_in_other_forms(text: str, secret: str) 
 def test_mask_url_replaces_the_password_part_only(url: str, masked: str) -> None:
     """A password that is also a user, database or scheme name leaves those intact."""
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("postgresql://h/db?password=x&sslmode=require&application_name=a", "&sslmode=require"),
+        ("password= \nnext line", "next line"),
+    ],
+)
+def test_masking_stops_at_the_end_of_the_secret(text: str, kept: str) -> None:
+    assert kept in mask_text(text)

@@ -38,11 +38,12 @@ def one_line_errors(func: F) -> F:
             click.echo(f"sqlabench: error: {mask_text(str(exc))}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except runner.RunInterrupted as stopped:
-            saved = (
-                f"what was measured is in {stopped.path} (marked complete: false)"
-                if stopped.path
-                else "no benchmark had ended, so no result was written"
-            )
+            if stopped.path is None:
+                saved = "no benchmark had ended, so no result was written"
+            elif stopped.complete:
+                saved = f"every benchmark had finished: the complete result is in {stopped.path}"
+            else:
+                saved = f"what was measured is in {stopped.path} (marked complete: false)"
             _say_on_stop(f"sqlabench: interrupted by {stop_signal_name()}; {saved}")
             sys.exit(130)
         except KeyboardInterrupt:
@@ -347,8 +348,9 @@ def matrix_command(
     """Run QUESTION... under each SPEC's requirements and compare them with the first SPEC.
 
     Every SPEC gets a cached virtual environment (this checkout installed into it); all are
-    built before any benchmark runs. Exit status: 0 no regression against the first SPEC,
-    1 at least one, 2 bad input (a SPEC pip cannot install is one).
+    built before any benchmark runs. Exit status: 0 when no SPEC regresses against the first,
+    fails a benchmark or lacks one the others ran; 1 otherwise; 2 on bad input (a SPEC pip
+    cannot install is one) or a run that stopped; 130 when interrupted.
     """
     from sqlabench import matrix
 
@@ -358,21 +360,26 @@ def matrix_command(
     backends.resolve_backends(list(backend_names))
     runner.check_selection(select)
     run_args = ["--profile", profile, *(a for b in backend_names for a in ("-b", b))]
-    if postgres_url:
-        run_args += ["--postgres", postgres_url]
+    # the URL may hold a password: it reaches the runs through their environment, never
+    # their command lines (which any user of the machine can read)
+    env = {backends.POSTGRES_URL_ENV: postgres_url} if postgres_url else None
     if select:
         run_args += ["-k", select]
     if rtt_ms:
         run_args += ["--rtt-ms", str(rtt_ms)]
     outcome = matrix.run_matrix(
         question_names, specs, run_args, out_dir, passes, threshold / 100,
-        say=lambda line: click.echo(line, err=True),
+        say=lambda line: click.echo(line, err=True), env=env,
     )  # fmt: skip
     for each in outcome.comparisons:
         print_comparison(each)
     for path in (*outcome.results, outcome.compare_json, outcome.compare_md, *outcome.charts):
         click.echo(f"wrote {path}")
-    sys.exit(1 if outcome.regressions else 0)
+    for label, count in outcome.failures.items():
+        click.echo(
+            f"sqlabench: {count} benchmark(s) failed with {label}; see its 'failures'", err=True
+        )
+    sys.exit(1 if outcome.failed else 0)
 
 
 @cli.command("compare")

@@ -24,7 +24,8 @@ _QUERY_SECRET = re.compile(rf"(?P<head>[?&](?:{_KEYS})=)(?P<pw>[^&#\s\"']*)", re
 # elsewhere: `password=x`, `PGPASSWORD=x`, `password: x`, `'password': 'x'` (a dict's repr);
 # a quoted value ends at its closing quote, a bare one at white space
 _KEYWORD_SECRET = re.compile(
-    rf"(?P<head>\b\w*(?:{_KEYS})['\"]?\s*[=:]\s*)"
+    # not inside a URL's query (`?password=` is _QUERY_SECRET's), and never across a line
+    rf"(?P<head>(?<![?&\w])\w*(?:{_KEYS})['\"]?[ \t]*[=:][ \t]*)"
     r"(?P<pw>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s'\"]+)",
     re.I,
 )

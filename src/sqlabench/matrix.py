@@ -1,6 +1,6 @@
 """The dependency matrix: the same questions under several sets of requirements, compared.
 
-Each SPEC is a set of requirement strings (`"sqlalchemy==2.0.58 psycopg==3.2.10"`). For each
+Each SPEC is a set of requirement strings (`"sqlalchemy==2.0.58 asyncpg==0.30.0"`). For each
 one a virtual environment is built once and cached (this checkout installed editable into it,
 then the SPEC's requirements), every environment is built before any benchmark runs (a bad
 SPEC fails in seconds, with pip's reason), and then the sets run interleaved, pass by pass in
@@ -16,15 +16,17 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import venv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from sqlabench import compare, results
+from sqlabench import compare, results, stopping
 from sqlabench.errors import SqlabenchError
 
 CACHE_ENV = "SQLABENCH_MATRIX_CACHE"
@@ -79,8 +81,13 @@ def cache_root() -> Path:
 
 
 def env_dir(spec: Spec, root: Path) -> Path:
-    """One cached environment per SPEC, Python version and checkout."""
-    key = "\n".join([*spec.requirements, platform.python_version(), str(root)])
+    """One cached environment per SPEC, Python version, checkout and its declared dependencies.
+
+    The checkout is installed editable, so its code is always current; its dependencies are
+    not, so a change to pyproject.toml builds a new environment.
+    """
+    project = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()
+    key = "\n".join([*spec.requirements, platform.python_version(), str(root), project])
     return cache_root() / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -122,10 +129,21 @@ class MatrixOutcome:
     compare_json: Path
     compare_md: Path
     charts: tuple[Path, ...]
+    failures: dict[str, int]
+    """Failed benchmarks per SPEC (those with any): a version that breaks one is a finding."""
 
     @property
     def regressions(self) -> int:
         return sum(len(c.regressions) for c in self.comparisons)
+
+    @property
+    def missing(self) -> int:
+        """Benchmarks that ran under one SPEC but not under another."""
+        return sum(len(c.only_baseline) + len(c.only_current) for c in self.comparisons)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions or self.failures or self.missing)
 
 
 def interleaved(count: int, passes: int) -> list[tuple[int, int]]:
@@ -145,6 +163,7 @@ def run_matrix(
     passes: int = 2,
     threshold: float = 0.05,
     say: Callable[[str], None] = print,
+    env: dict[str, str] | None = None,
 ) -> MatrixOutcome:
     """Build every SPEC's environment, run the questions in each, merge, compare, write."""
     specs = [parse_spec(text) for text in spec_texts]
@@ -161,25 +180,23 @@ def run_matrix(
     root = checkout_root()
     pythons = [ensure_env(spec, root, say) for spec in specs]
 
+    # this invocation's passes only: an earlier matrix into the same DIR is never merged in
+    session = out / "passes" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     for number, index in interleaved(len(specs), passes):
         spec, python = specs[index], pythons[index]
         say(f"matrix: pass {number}/{passes}, {spec.text}")
-        where = out / "passes" / spec.label / f"pass-{number}"
+        where = session / spec.label / f"pass-{number}"
         command = [str(python), "-m", "sqlabench", "run", *question_names, *run_args]
-        done = subprocess.run(
-            [*command, "--out", str(where)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        wrote = done.returncode in (0, 1) and any(where.glob("*.json"))
-        if not wrote or done.returncode not in (0, 1):
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise SqlabenchError(
-                f"the run with {spec.text!r} stopped (exit {done.returncode}): {last}"
-            )
+        code, stderr = _run_child([*command, "--out", str(where)], env, session, say)
+        lines = stderr.strip().splitlines()
+        last = lines[-1] if lines else "(no output)"
+        wrote = list(where.glob("*.json"))
+        if code not in (0, 1) or not wrote or "internal error" in last:
+            raise SqlabenchError(f"the run with {spec.text!r} stopped (exit {code}): {last}")
 
     merged_paths = []
     for spec in specs:
-        files = sorted((out / "passes" / spec.label).glob("pass-*/*.json"))
+        files = sorted((session / spec.label).glob("pass-*/*.json"))
         merged = results.merge_files(files)
         merged_paths.append(results.write_new(merged, out, spec.label))
     loaded = [results.load(p) for p in merged_paths]
@@ -206,7 +223,32 @@ def run_matrix(
         )
     )
     charts = _charts(specs, loaded, comparisons, out)
-    return MatrixOutcome(tuple(merged_paths), comparisons, compare_json, compare_md, charts)
+    failures = {
+        s.label: len(r.info.failures) for s, r in zip(specs, loaded, strict=True) if r.info.failures
+    }
+    return MatrixOutcome(
+        tuple(merged_paths), comparisons, compare_json, compare_md, charts, failures
+    )
+
+
+def _run_child(
+    command: list[str], env: dict[str, str] | None, session: Path, say: Callable[[str], None]
+) -> tuple[int, str]:
+    """Run one pass; on a stop signal, hand it to the run and wait for it to save and stop."""
+    child_env = {**os.environ, **(env or {})}
+    process = subprocess.Popen(
+        command, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _, stderr = process.communicate()
+    except KeyboardInterrupt:
+        with stopping.stops_held():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # the run saves what it measured, exits
+            process.communicate()
+            say(f"matrix: interrupted; the passes that finished are in {session}")
+        raise
+    return process.returncode, stderr
 
 
 def _charts(

@@ -528,7 +528,7 @@ def compare_figure(result: Comparison, title: str) -> Figure | None:
     shown = (flagged + rest)[:MAX_FOREST_ROWS]
     shown.sort(key=lambda c: c.ratio)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 0.22 * len(shown) + 1.9))
+    fig, ax = plt.subplots(figsize=(9, 0.22 * len(shown) + 2.4))  # three title lines
     colour = {
         "slower": REGRESSION_COLOUR, "more-work": REGRESSION_COLOUR,
         "faster": IMPROVEMENT_COLOUR, "unchanged": UNCHANGED_COLOUR,

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy
 
 import sqlabench
+from sqlabench import stopping
 from sqlabench.backends import (
     POSTGRES_URL_ENV,
     Backend,
@@ -48,6 +49,7 @@ __all__ = [
     "pytest_collection_finish",
     "pytest_configure",
     "pytest_runtest_makereport",
+    "pytest_runtest_protocol",
     "pytest_sessionfinish",
     "pytest_unconfigure",
     "sqlabench_run",
@@ -340,6 +342,19 @@ def _failure_message(report: pytest.TestReport) -> str:
     if crash is not None:
         return " ".join(str(crash.message).split())
     return " ".join(str(report.longrepr).split())[-300:]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Start no benchmark after a stop signal, even one whose KeyboardInterrupt was lost.
+
+    Python swallows an exception raised in a weakref callback or __del__ (SQLAlchemy runs
+    many): the signal is still recorded, and the session ends here, before the next one.
+    """
+    if stopping.requested():
+        item.session.shouldstop = f"stopped by {stop_signal_name()}"
+        return True
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -46,14 +46,16 @@ TIMING: dict[str, list[str]] = {
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """A stop signal during the benchmarks: what was measured is saved, marked incomplete.
+    """A stop signal during the run: what was measured is saved, marked incomplete.
 
-    `path` is None when no benchmark had ended yet (nothing to save).
+    `path` is None when no benchmark had ended yet (nothing to save); `complete` is True when
+    the signal came after the last benchmark, while the result was saved or servers stopped.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, complete: bool = False) -> None:
         super().__init__(str(path))
         self.path = path
+        self.complete = complete
 
 
 class ResultRescued(SqlabenchError):
@@ -139,7 +141,8 @@ def run(
             passes: list[dict[str, Any]] = []
             exit_code: int = pytest.ExitCode.OK
             for number in range(1, repeat + 1):
-                if stopping.requested():
+                if stopping.requested():  # a stop held between passes: run no more
+                    exit_code = pytest.ExitCode.INTERRUPTED
                     break
                 context.pass_number, context.done = number, 0
                 context.finished = set()
@@ -153,17 +156,21 @@ def run(
                     passes.append(hooks.json)
                 if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                     break
-            if stopping.requested():
-                exit_code = pytest.ExitCode.INTERRUPTED
-            path = _save(context, names, profile, repeat, select, exit_code, passes, out_dir)
+            # a stop held after the last benchmark (while pytest-benchmark saved its JSON)
+            # leaves a complete run: it is saved as such, and the run still ends as stopped
+            path, complete = _save(
+                context, names, profile, repeat, select, exit_code, passes, out_dir
+            )
         finally:
-            stack.close()
-            # a stop that arrived while saving or stopping has been handled: the run ends as
-            # interrupted below, it must not also be raised when the held block ends
-            interrupted = stopping.requested()
-            stopping.acknowledge()
+            try:
+                stack.close()
+            finally:
+                # a stop that arrived while saving or stopping has been handled: the run ends
+                # as interrupted below, it must not also be raised when the held block ends
+                interrupted = stopping.requested()
+                stopping.acknowledge()
     if interrupted or exit_code == pytest.ExitCode.INTERRUPTED:
-        raise RunInterrupted(path)
+        raise RunInterrupted(path, complete)
     assert path is not None
     result = results.load(path)
     return RunOutcome(path, result, len(result.info.failures))
@@ -201,11 +208,14 @@ def _save(
     exit_code: int,
     passes: list[dict[str, Any]],
     out_dir: str | Path,
-) -> Path | None:
-    """Write the run's result file; None when it was stopped before any benchmark ended."""
+) -> tuple[Path | None, bool]:
+    """Write the run's result file and say whether it is complete.
+
+    No file (None) when the run was stopped before any benchmark ended.
+    """
     interrupted = exit_code == pytest.ExitCode.INTERRUPTED
     if interrupted and not context.finished_any:
-        return None
+        return None, False
     if interrupted:
         context.failures.append(
             {"benchmark": "(session)", "error": f"interrupted by {stop_signal_name()}"}
@@ -231,7 +241,7 @@ def _save(
     )
     data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
     stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
-    return save_result(data, out_dir, stem)
+    return save_result(data, out_dir, stem), complete
 
 
 def save_result(data: dict[str, Any], out_dir: str | Path, stem: str) -> Path:

@@ -1,9 +1,9 @@
 """How a run stops: Ctrl-C, a kill and a closed terminal all end it the same way, once.
 
-One handler serves SIGINT, SIGTERM and SIGHUP. It always records the signal; it raises
-KeyboardInterrupt (the way pytest and the runner stop) only where raising is safe, and only
-for the first signal: a second Ctrl-C while the run saves its result and stops its servers is
-recorded, never raised into the middle of that work.
+One handler serves SIGINT, SIGTERM and SIGHUP. It always records the signal and raises
+KeyboardInterrupt (the way pytest and the runner stop) only where raising is safe: a second
+Ctrl-C while the run saves its result and stops its servers is recorded, never raised into the
+middle of that work. Five signals end the process at once, as a last resort.
 
 Where raising is not safe (starting or stopping a server or the proxy, pytest-benchmark saving
 its JSON, the runner saving the result), code runs inside `stops_held()`; a signal that arrives
@@ -14,6 +14,7 @@ stop itself (the runner, between passes and after the benchmarks) asks `requeste
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -24,15 +25,33 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
 )  # Windows has no SIGHUP
 _NAMES = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 
+FORCE_AFTER = 5
+"""The fifth stop signal while stops are held ends the process at once (something hangs)."""
+
 _received: list[int] = []
-_state = {"raising": True, "raised": False}
+
+
+class _StopState:
+    raising = True
+    """Whether a stop signal raises KeyboardInterrupt where it lands."""
+    pending = 0
+    """Signals that arrived while raising was not allowed, not yet raised."""
+
+
+_state = _StopState()
 
 
 def _on_stop(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
-    if _state["raising"] and not _state["raised"]:
-        _state["raised"] = True
+    if _state.raising:
+        # every signal raises where raising is allowed: a KeyboardInterrupt raised inside a
+        # weakref callback or __del__ is swallowed by Python, and the next one must still stop
         raise KeyboardInterrupt(signal_name(signum))
+    _state.pending += 1
+    if len(_received) >= FORCE_AFTER:
+        # a last resort when stopping hangs (a server that never answers): the default action
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def signal_name(signum: int) -> str:
@@ -70,43 +89,51 @@ def stop_signal_name() -> str:
     return signal_name(_received[0]) if _received else "a signal"
 
 
-@contextlib.contextmanager
-def _raising(allowed: bool) -> Iterator[None]:
-    before = _state["raising"]
-    _state["raising"] = allowed
-    try:
-        if allowed:
+class _Raising:
+    """Allow or forbid raising for a block; a signal held inside is raised after, if allowed.
+
+    A class rather than a generator: the state is restored in __exit__ itself, whatever is
+    raised around it.
+    """
+
+    def __init__(self, allowed: bool) -> None:
+        self.allowed = allowed
+        self.before = True
+
+    def __enter__(self) -> None:
+        self.before = _state.raising
+        _state.raising = self.allowed
+        if self.allowed:
             _raise_if_pending()
-        yield
-    finally:
-        _state["raising"] = before
-        if before:
+
+    def __exit__(self, *exc: object) -> None:
+        _state.raising = self.before
+        if self.before and exc[0] is None:
             _raise_if_pending()
 
 
 def _raise_if_pending() -> None:
-    if _received and not _state["raised"]:
-        _state["raised"] = True
+    if _state.pending:
+        _state.pending = 0
         raise KeyboardInterrupt(stop_signal_name())
 
 
-def stops_held() -> contextlib.AbstractContextManager[None]:
+def stops_held() -> _Raising:
     """A block a stop signal must not cut in half: it is raised after, where allowed."""
-    return _raising(False)
+    return _Raising(False)
 
 
-def stops_raise() -> contextlib.AbstractContextManager[None]:
+def stops_raise() -> _Raising:
     """A block a stop signal interrupts at once (a signal already waiting is raised first)."""
-    return _raising(True)
+    return _Raising(True)
 
 
 def acknowledge() -> None:
-    """The stop that arrived has been handled: do not raise it when a held block ends."""
-    if _received:
-        _state["raised"] = True
+    """The stops that arrived have been handled: do not raise them when a held block ends."""
+    _state.pending = 0
 
 
 def reset() -> None:
     """Forget every signal (for tests that run several runs in one process)."""
     _received.clear()
-    _state.update(raising=True, raised=False)
+    _state.raising, _state.pending = True, 0
