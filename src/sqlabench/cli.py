@@ -297,6 +297,16 @@ def report_command(result_paths: tuple[str, ...], out_dir: str) -> None:
     click.echo(f"wrote {md_path} and {html_path}")
 
 
+threshold_option = click.option(
+    "--threshold",
+    type=float,
+    default=5.0,
+    show_default=True,
+    metavar="PCT",
+    help="Smallest change, in percent, reported as slower or faster.",
+)
+
+
 @cli.command("matrix")
 @click.argument("question_names", metavar="QUESTION...", nargs=-1, required=True)
 @click.option(
@@ -321,14 +331,7 @@ def report_command(result_paths: tuple[str, ...], out_dir: str) -> None:
     metavar="N",
     help="Passes per SPEC, interleaved ABBA across the SPECs.",
 )
-@click.option(
-    "--threshold",
-    type=float,
-    default=5.0,
-    show_default=True,
-    metavar="PCT",
-    help="Smallest change in time (percent) reported as slower or faster.",
-)
+@threshold_option
 @click.option(
     "--out", "out_dir", required=True, metavar="DIR", help="Results, compare.json/.md, charts."
 )
@@ -385,14 +388,7 @@ def matrix_command(
 @cli.command("compare")
 @click.argument("baseline_path", metavar="BASELINE")
 @click.argument("current_path", metavar="CURRENT")
-@click.option(
-    "--threshold",
-    type=float,
-    default=5.0,
-    show_default=True,
-    metavar="PCT",
-    help="Smallest change, in percent, reported as slower or faster.",
-)
+@threshold_option
 @click.option(
     "--format",
     "output",
