@@ -65,3 +65,9 @@ def test_acknowledged_stops_are_not_raised_again() -> None:
         send(signal.SIGTERM)
         stopping.acknowledge()
     assert stopping.requested()  # still known, for the run's outcome
+
+
+def test_after_the_stop_is_handled_late_signals_are_only_noted() -> None:
+    stopping.ending()  # what the CLI does before it prints the stop and exits 130
+    send(signal.SIGINT)  # would kill the exiting process (status -2) if it raised now
+    assert stopping.requested()

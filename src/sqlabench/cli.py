@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from sqlabench import __version__, backends, embedded, questions, results, runner, summary
+from sqlabench import __version__, backends, embedded, questions, results, runner, stopping, summary
 from sqlabench import compare as comparison
 from sqlabench.errors import SqlabenchError
 from sqlabench.masking import mask_text, mask_url
@@ -38,6 +38,7 @@ def one_line_errors(func: F) -> F:
             click.echo(f"sqlabench: error: {mask_text(str(exc))}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except runner.RunInterrupted as stopped:
+            stopping.ending()
             if stopped.path is None:
                 saved = "no benchmark had ended, so no result was written"
             elif stopped.complete:
@@ -47,6 +48,7 @@ def one_line_errors(func: F) -> F:
             _say_on_stop(f"sqlabench: interrupted by {stop_signal_name()}; {saved}")
             sys.exit(130)
         except KeyboardInterrupt:
+            stopping.ending()
             _say_on_stop(f"sqlabench: interrupted by {stop_signal_name()}")
             sys.exit(130)
         except Exception as exc:
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"sqlabench: error: {message} (see: sqlabench --help)", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except (click.Abort, KeyboardInterrupt):
+        stopping.ending()
         _say_on_stop(f"sqlabench: interrupted by {stop_signal_name()}")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -133,6 +133,12 @@ def acknowledge() -> None:
     _state.pending = 0
 
 
+def ending() -> None:
+    """The process is exiting after a stop: from now on signals are only noted, so a late one
+    cannot turn the exit (status 130, its message printed) into death by that signal."""
+    _state.raising = False
+
+
 def reset() -> None:
     """Forget every signal (for tests that run several runs in one process)."""
     _received.clear()
