@@ -359,8 +359,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
-    """pytest-benchmark saves the JSON here: a second signal must not cut that in half."""
-    with stops_held():
+    """pytest-benchmark saves the JSON here: a second signal must not cut that in half.
+
+    A signal held here is not raised after it either: the session is ending, and the runner
+    asks `requested()` as soon as pytest returns.
+    """
+    with stops_held(deliver=False):
         yield
 
 

@@ -7,7 +7,9 @@ costs a second, not a run.
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,7 +117,7 @@ def run(
     # A stop signal (Ctrl-C, SIGTERM, SIGHUP) interrupts only the benchmarks themselves
     # (stops_raise around pytest); while servers and the proxy start and stop and while the
     # result is saved it is held, and the run ends as interrupted once that work is done.
-    with stop_handlers(), stops_held():
+    with stop_handlers(), stops_held(), _stops_in_callbacks_unprinted():
         stack = contextlib.ExitStack()
         try:
             context = _start(stack, backends, profile, postgres_url, rtt_ms)
@@ -128,6 +130,8 @@ def run(
                 # progress and summary come from sqlabench; pytest's own reporter stays silent;
                 # the plugin comes from -p, never from a conftest beside the question modules
                 "-p", "no:terminal", "-p", "no:cacheprovider", "-p", "sqlabench.plugin",
+                # unraisable exceptions go to our hook (below), not to pytest's warnings
+                "-p", "no:unraisableexception",
                 "--noconftest",
                 "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
                 f"-c={question_registry.PYTEST_INI}",
@@ -174,6 +178,25 @@ def run(
     assert path is not None
     result = results.load(path)
     return RunOutcome(path, result, len(result.info.failures))
+
+
+@contextlib.contextmanager
+def _stops_in_callbacks_unprinted() -> Iterator[None]:
+    """A stop signal that lands in a weakref callback or __del__ (SQLAlchemy runs many) is
+    swallowed by Python and printed with a traceback; the stop is still known (the plugin
+    starts no further benchmark), so that print is only noise to the user and is left out.
+    Every other unraisable exception is printed as before."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _start(

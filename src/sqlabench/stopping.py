@@ -96,8 +96,9 @@ class _Raising:
     raised around it.
     """
 
-    def __init__(self, allowed: bool) -> None:
+    def __init__(self, allowed: bool, deliver: bool = True) -> None:
         self.allowed = allowed
+        self.deliver = deliver
         self.before = True
 
     def __enter__(self) -> None:
@@ -108,7 +109,7 @@ class _Raising:
 
     def __exit__(self, *exc: object) -> None:
         _state.raising = self.before
-        if self.before and exc[0] is None:
+        if self.before and self.deliver and exc[0] is None:
             _raise_if_pending()
 
 
@@ -118,9 +119,13 @@ def _raise_if_pending() -> None:
         raise KeyboardInterrupt(stop_signal_name())
 
 
-def stops_held() -> _Raising:
-    """A block a stop signal must not cut in half: it is raised after, where allowed."""
-    return _Raising(False)
+def stops_held(deliver: bool = True) -> _Raising:
+    """A block a stop signal must not cut in half: it is raised after, where allowed.
+
+    With `deliver=False` it stays pending for whoever checks `requested()` next (a hook whose
+    caller must not see an exception: pluggy warns about one raised in a hookwrapper).
+    """
+    return _Raising(False, deliver)
 
 
 def stops_raise() -> _Raising:
@@ -134,9 +139,16 @@ def acknowledge() -> None:
 
 
 def ending() -> None:
-    """The process is exiting after a stop: from now on signals are only noted, so a late one
-    cannot turn the exit (status 130, its message printed) into death by that signal."""
+    """The process is exiting after a stop: further stop signals are ignored.
+
+    Ignored, not held: Python puts its own signal handlers back to the default action while it
+    shuts down, and a late Ctrl-C would then kill the process (status -2 instead of 130); it
+    leaves ignored signals ignored.
+    """
     _state.raising = False
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def reset() -> None:
