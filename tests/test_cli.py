@@ -125,6 +125,38 @@ def test_a_run_where_every_benchmark_fails_is_still_recorded(tmp_path: Path) -> 
     assert len(errors) == 2 and all("broken before timing" in e for e in errors)
 
 
+FAILS_AFTER_TIMING = '''
+"""Is a benchmark that timed all its rounds and then failed its check saved?"""
+import pytest
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_checked(benchmark, sqlabench_run, ok):
+    benchmark.extra_info["verified"] = False
+    benchmark.pedantic(lambda: None, rounds=3, iterations=1)
+    if not ok:
+        raise AssertionError("did less than asked")
+    benchmark.extra_info["verified"] = True
+'''
+
+
+def test_a_benchmark_failing_after_its_rounds_is_left_out_of_the_result(tmp_path: Path) -> None:
+    """Its rounds are complete but the work was not done: a number the gate must never see."""
+    bench_dir = tmp_path / "benchmarks"
+    bench_dir.mkdir()
+    (bench_dir / "test_checked.py").write_text(FAILS_AFTER_TIMING)
+    out = tmp_path / "out"
+    done = run_cli(
+        "run", "checked", "-b", "sqlite", "--out", str(out),
+        env={"SQLABENCH_BENCHMARKS": str(bench_dir)},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    [path] = out.glob("*.json")
+    data = json.loads(path.read_text())
+    assert [b["name"] for b in data["benchmarks"]] == ["test_checked[True]"]
+    assert [f["benchmark"] for f in data["sqlabench"]["failures"]] == ["test_checked[False]"]
+    assert data["sqlabench"]["interrupted"] == []
+
+
 def test_repeat_runs_passes_and_joins_their_rounds(tmp_path: Path) -> None:
     done = run_cli(
         "run", "engines", "--profile", "smoke", "-b", "sqlite", "-k", "raw and pk_lookup",

@@ -83,6 +83,8 @@ class RunContext:
         """Benchmarks a stop signal cut short: left out of the result, with how far they got."""
         self.finished: set[str] = set()
         """Node ids of this pass's benchmarks whose timed test ran to its end (passed or failed)."""
+        self.failed: set[str] = set()
+        """Node ids of this pass's benchmarks that failed: left out of the result, in `failures`."""
         self.finished_any = False
         """Whether any benchmark of any pass ran to its end."""
 
@@ -299,6 +301,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             ctx = context_of(item.config)
             ctx.finished.add(item.nodeid)
             ctx.finished_any = True
+            if report.failed:
+                ctx.failed.add(item.nodeid)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             _progress(item, report)
 
@@ -370,7 +374,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_benchmark_generate_json(config: pytest.Config, benchmarks: list[Any]) -> None:
-    """Leave out every benchmark that a stop signal cut short, before pytest-benchmark saves.
+    """Leave out every benchmark that failed or that a stop signal cut short, before saving.
+
+    A failed benchmark may have timed all its rounds and then found the work not done (or its
+    connection cut mid-round): its numbers must never reach a chart or a gate, and its error
+    is already in `failures`.
 
     Such a benchmark has fewer rounds than it asked for (maybe none: pytest-benchmark would
     crash on it), so its statistics are not comparable with a complete one. It is listed
@@ -380,6 +388,8 @@ def pytest_benchmark_generate_json(config: pytest.Config, benchmarks: list[Any])
     ctx = context_of(config)
     kept = []
     for bench in benchmarks:
+        if bench.fullname in ctx.failed:
+            continue
         if bench.fullname in ctx.finished:
             kept.append(bench)
             continue

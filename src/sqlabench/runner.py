@@ -149,7 +149,7 @@ def run(
                     exit_code = pytest.ExitCode.INTERRUPTED
                     break
                 context.pass_number, context.done = number, 0
-                context.finished = set()
+                context.finished, context.failed = set(), set()
                 hooks = RunnerHooks(context, names)
                 try:
                     with stopping.stops_raise():
