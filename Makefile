@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.sqlabench-installed$(if $(strip $(PIN)),-$(shell printf '%s' 
 
 .PHONY: bench charts report test test-slow lint install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/sqlabench/_callgrind.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]' $(foreach r,$(PIN),'$(r)')
@@ -46,10 +46,10 @@ PASSES ?= 3
 bench-pr: $(STAMP)
 	$(BIN)/python scripts/bench_pr.py --base $(BASE) --passes $(PASSES) --profile $(PROFILE) $(if $(strip $(ARGS)),-- $(ARGS))
 
-## A new baseline: all questions, 3 passes, promoted to results/baseline.json (the previous
-## one is kept in results/runs/ as baseline-<its start>.json).
+## A new baseline: all questions, 3 passes and the counting pass, promoted to
+## results/baseline.json (the previous one is kept in results/runs/ as baseline-<its start>.json).
 baseline: $(STAMP)
-	$(BIN)/sqlabench run all --profile $(PROFILE) --repeat 3 --out results/runs $(ARGS)
+	$(BIN)/sqlabench run all --profile $(PROFILE) --repeat 3 --instructions --out results/runs $(ARGS)
 	$(BIN)/python scripts/promote_baseline.py --newest results/runs
 
 ## Run the tests (unit and integration, against real databases).

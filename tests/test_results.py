@@ -115,3 +115,28 @@ def test_passes_are_merged_round_by_round() -> None:
     }  # fmt: skip
     failed_once = results.merge_passes([one_pass([1.0], True), one_pass([2.0], False)])
     assert failed_once["benchmarks"][0]["extra_info"]["verified"] is False
+
+
+def test_counts_of_a_counted_pass_survive_a_merge_with_uncounted_passes() -> None:
+    """bench_pr counts only the last pass of each side, then merges a rerun that did not
+    count: the merged benchmark must keep its counts, or the gate loses its evidence."""
+
+    def one_pass(data: list[float], **counts: float) -> dict:
+        return {
+            "benchmarks": [
+                {
+                    "name": "b",
+                    "extra_info": {"verified": True, "statements": 1, **counts},
+                    "stats": {"data": data, "median": data[0]},
+                }
+            ]
+        }
+
+    merged = results.merge_passes(
+        [one_pass([1.0]), one_pass([2.0], instructions=5e5, py_calls=300.0), one_pass([3.0])]
+    )
+    info = merged["benchmarks"][0]["extra_info"]
+    assert info["instructions"] == 5e5 and info["py_calls"] == 300.0
+    assert (
+        "instructions" not in results.merge_passes([one_pass([1.0])])["benchmarks"][0]["extra_info"]
+    )

@@ -199,6 +199,13 @@ def list_command() -> None:
     "(a proxy the run starts and stops; measured before any benchmark).",
 )
 @click.option(
+    "--instructions",
+    is_flag=True,
+    help="After the timed passes, count each operation's client instructions (valgrind's "
+    "callgrind) and Python calls in a separate process: the deterministic evidence "
+    "`compare` gates on. Without valgrind, Python calls only (it says why).",
+)
+@click.option(
     "--report",
     "report_dir",
     metavar="DIR",
@@ -214,6 +221,7 @@ def run_command(
     select: str | None,
     repeat: int,
     rtt_ms: float,
+    instructions: bool,
     report_dir: str | None,
 ) -> None:
     """Run QUESTION (or all) and write a new JSON result file into --out.
@@ -227,8 +235,9 @@ def run_command(
     if report_dir is not None:
         results.check_writable_dir(report_dir)
     outcome = runner.run(
-        question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms, repeat
-    )
+        question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms, repeat,
+        instructions,
+    )  # fmt: skip
     print_tables(summary.tables(outcome.result))
     servers: dict[str, list[str]] = {}
     for b in outcome.result.info.backends:
@@ -400,13 +409,24 @@ def matrix_command(
     type=click.Choice(["table", "markdown", "json"]),
     help="table for a terminal, markdown for a pull-request comment, json.",
 )
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="A benchmark of BASELINE missing from CURRENT is reported but does not fail.",
+)
 @one_line_errors
-def compare_command(baseline_path: str, current_path: str, threshold: float, output: str) -> None:
+def compare_command(
+    baseline_path: str, current_path: str, threshold: float, output: str, allow_missing: bool
+) -> None:
     """Compare CURRENT with BASELINE (two result files); exit 1 on a regression.
 
-    A benchmark is slower (or faster) only when the change is significant after correcting
-    for the number of benchmarks, its 95% interval excludes no change, and it is at least
-    --threshold. Any increase in statements or rows fetched is a regression on its own.
+    A regression is a benchmark that fails only in CURRENT, does more database work
+    (statements, rows), or runs more instructions or Python calls per operation than
+    separate runs of the same code differ by (counted by `run --instructions`). Wall time
+    gates only between interleaved passes (scripts/bench_pr.py): slower when the change is
+    significant after correcting for the number of benchmarks, its 95% interval excludes no
+    change, and it is at least --threshold; elsewhere it is shown, not gated. A benchmark
+    missing from CURRENT fails too, unless --allow-missing.
     Exit status: 0 no regression, 1 at least one, 2 bad input.
     """
     baseline = results.load(baseline_path)
@@ -418,7 +438,8 @@ def compare_command(baseline_path: str, current_path: str, threshold: float, out
         click.echo(comparison.markdown(outcome), nl=False)
     else:
         print_comparison(outcome)
-    sys.exit(1 if outcome.regressions else 0)
+    missing = bool(outcome.only_baseline) and not allow_missing
+    sys.exit(1 if outcome.regressions or missing else 0)
 
 
 def print_comparison(outcome: comparison.Comparison) -> None:
@@ -428,9 +449,13 @@ def print_comparison(outcome: comparison.Comparison) -> None:
             table.add_column(column, no_wrap=True, overflow="fold")
         else:
             table.add_column(column, justify="right", no_wrap=True)
-    order = {"more-work": 0, "slower": 1, "faster": 2, "unchanged": 3}
+    order = {v: i for i, v in enumerate(comparison.VERDICTS)}
     for c in sorted(outcome.changes, key=lambda c: (order[c.verdict], -c.ratio)):
         verdict = c.verdict + (f" ({'; '.join(c.reasons)})" if c.reasons else "")
+        if c.verdict == "failed":
+            table.add_row(c.name, summary.format_time(c.baseline_median), "failed", "", "", "",
+                          verdict)  # fmt: skip
+            continue
         table.add_row(
             c.name, summary.format_time(c.baseline_median), summary.format_time(c.current_median),
             f"{c.ratio:.3f}", f"{c.ci_low:.3f}-{c.ci_high:.3f}", f"{c.detectable:.1%}", verdict,
@@ -442,7 +467,7 @@ def print_comparison(outcome: comparison.Comparison) -> None:
     for warning in outcome.warnings:
         out.print(f"warning: {warning}")
     for name in outcome.only_baseline:
-        out.print(f"only in the baseline: {name}")
+        out.print(f"missing from the current run: {name}", overflow="ignore", crop=False)
     for name in outcome.only_current:
         out.print(f"only in the current run: {name}")
     out.print(

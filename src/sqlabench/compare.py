@@ -1,4 +1,15 @@
-"""Comparing two runs: which benchmarks got slower or faster, with how much confidence.
+"""Comparing two runs: which benchmarks do more work, or got slower or faster, and how sure.
+
+The gate's first evidence is what the machine's noise cannot move. Any increase in the
+database work an operation does (`statements`, `rows`, `rows_fetched`) is a regression.
+With `run --instructions` on both sides, each operation's client instructions and Python
+calls are compared too: an increase beyond what separate processes of the same code show
+(`COUNT_TOLERANCE`, measured) is a regression, named with the counts.
+
+Wall time is compared and reported for every benchmark, but it gates only where the test
+can separate a change from this machine's 10-25% drift between processes: runs measured as
+interleaved passes (their time spans overlap, as scripts/bench_pr.py makes them), each with
+3 or more passes. Elsewhere a wall-time change is shown as `slower-ungated` and a warning.
 
 Rounds measured in one pass share that pass's state of a shared machine (its load, clocks,
 caches), so they are not independent evidence about a change: treating them as such (a
@@ -10,8 +21,7 @@ cancels drift), and a paired t-test on the log ratio of block medians gives the 
 the 95% interval of the ratio. P-values are corrected for the many benchmarks compared at
 once (Benjamini-Hochberg). A benchmark is slower only when the change is significant after
 correction, its interval lies wholly above 1, and the ratio of medians is at least
-1 + threshold; faster likewise. Any increase in `statements` or `rows_fetched` is a
-regression whatever the timings: doing more work is never noise.
+1 + threshold; faster likewise.
 
 Never touches a database; the result files are all it reads.
 """
@@ -35,9 +45,25 @@ CHUNKS = 5
 """Consecutive chunks a single pass's rounds are split into."""
 MIN_FOR_POOLING = 8
 """Benchmarks needed before their shared drift and their spread are estimated together."""
-COUNTED = ("statements", "rows_fetched")
-"""Per-operation counts: any increase is a regression."""
-RUN_FIELDS = ("profile", "rtt_ms", "python", "sqlalchemy", "machine", "injected_slowdown")
+COUNTED = ("statements", "rows", "rows_fetched")
+"""Per-operation counts of database work: any increase is a regression."""
+COUNT_TOLERANCE: dict[str, float] = {"instructions": 0.05, "py_calls": 0.0}
+"""Counts from the counting pass (`run --instructions`) and the relative increase each may
+show before it is a regression. Derived from measured A/A spread, never guessed: see
+`AA_COUNTS` and docs/methodology.md (tests/test_compare.py checks them against it)."""
+AA_COUNTS = "results/counts-aa.json"
+VERDICTS = (
+    "failed", "more-work", "slower", "slower-ungated",
+    "less-work", "faster", "faster-ungated", "unchanged",
+)  # fmt: skip
+"""Every verdict, regressions first: failed (in the current run only), more-work (a count
+grew), slower (interleaved wall time), slower-ungated (wall time where it cannot gate:
+reported, never fails), then improvements."""
+REGRESSION_VERDICTS = ("failed", "more-work", "slower")
+IMPROVEMENT_VERDICTS = ("less-work", "faster")
+RUN_FIELDS = (
+    "rtt_ms", "python", "sqlalchemy", "machine", "injected_slowdown", "injected_work",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -55,7 +81,7 @@ class Change:
     detectable: float
     """Half-width of the ratio's 95% interval: changes smaller than this are lost in noise."""
     verdict: str
-    """slower, faster, unchanged, or more-work."""
+    """One of `VERDICTS`."""
     reasons: tuple[str, ...] = ()
     unit: str = "pass"
     """What was paired and tested: passes of --repeat, or chunks of a single pass's rounds."""
@@ -71,11 +97,16 @@ class Comparison:
 
     @property
     def regressions(self) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.verdict in ("slower", "more-work"))
+        return tuple(c for c in self.changes if c.verdict in REGRESSION_VERDICTS)
 
     @property
     def improvements(self) -> tuple[Change, ...]:
-        return tuple(c for c in self.changes if c.verdict == "faster")
+        return tuple(c for c in self.changes if c.verdict in IMPROVEMENT_VERDICTS)
+
+    @property
+    def ungated(self) -> tuple[Change, ...]:
+        """Wall-time changes seen where wall time cannot gate (runs not interleaved)."""
+        return tuple(c for c in self.changes if c.verdict.endswith("-ungated"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -247,13 +278,48 @@ def _median(bench: BenchmarkResult) -> float:
     return float(np.median(bench.data)) if bench.data else bench.median
 
 
-def _more_work(base: BenchmarkResult, current: BenchmarkResult) -> tuple[str, ...]:
-    reasons = []
+def _count(bench: BenchmarkResult, key: str) -> float | None:
+    value = bench.extra_info.get(key)
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+def count_changes(
+    base: BenchmarkResult, current: BenchmarkResult
+) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    """More work, less work (each as readable reasons), and whether the CPU counts compared.
+
+    Database work (`COUNTED`) is exact: any increase is more work. Instructions and Python
+    calls per operation may move by their `COUNT_TOLERANCE` between processes of the same
+    code; beyond it, either way, the change is real.
+    """
+    more: list[str] = []
+    less: list[str] = []
     for key in COUNTED:
-        before, after = base.extra_info.get(key), current.extra_info.get(key)
-        if isinstance(before, int | float) and isinstance(after, int | float) and after > before:
-            reasons.append(f"{key} {before:g} → {after:g}")
-    return tuple(reasons)
+        before, after = _count(base, key), _count(current, key)
+        if before is not None and after is not None and after != before:
+            (more if after > before else less).append(f"{key} {before:g} → {after:g}")
+    compared = False
+    for key, tolerance in COUNT_TOLERANCE.items():
+        before, after = _count(base, key), _count(current, key)
+        if before is None or after is None or before == 0:
+            continue
+        compared = True
+        change = after / before - 1
+        if abs(change) > tolerance and after != before:
+            reason = f"{key} {before:,.0f} → {after:,.0f} ({change:+.1%})"
+            (more if change > 0 else less).append(reason)
+    return tuple(more), tuple(less), compared
+
+
+def interleaved(baseline: ResultFile, current: ResultFile) -> bool:
+    """Whether the two runs' passes were measured interleaved (as bench_pr runs them).
+
+    Only then does a paired test over passes separate a change from the machine's drift
+    between processes (10-25% here): the runs' time spans overlap. Two runs made one after
+    the other never do, however many passes each has.
+    """
+    b, c = baseline.info, current.info
+    return b.started < c.finished and c.started < b.finished
 
 
 def like_for_like(baseline: ResultFile, current: ResultFile) -> list[str]:
@@ -286,22 +352,40 @@ def like_for_like(baseline: ResultFile, current: ResultFile) -> list[str]:
             )
     if b.harness_hash and c.harness_hash and b.harness_hash != c.harness_hash:
         warnings.append(
-            "not like for like: the measuring harness's source (measure, plugin, scenario, "
-            "backends, models) changed between the runs"
+            "not like for like: the measuring harness's source (measure, counting, plugin, "
+            "scenario, backends, models) changed between the runs"
         )
     if not c.complete or not b.complete:
         warnings.append("a run is incomplete (interrupted or failed benchmarks)")
     return warnings
 
 
+def check_comparable(baseline: ResultFile, current: ResultFile) -> None:
+    """Refuse, in one line, two files whose comparison would only list differences of setup."""
+    if not current.benchmarks:
+        raise SqlabenchError(
+            f"{current.path}: has no benchmark to compare (every one failed or was stopped; "
+            "see its failures)"
+        )
+    if baseline.info.profile != current.info.profile:
+        raise SqlabenchError(
+            f"cannot compare: profiles differ ({baseline.info.profile} vs "
+            f"{current.info.profile}): their data sizes are not the same"
+        )
+
+
 def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) -> Comparison:
     if not 0 <= threshold < 10:
-        raise SqlabenchError(f"--threshold must be a percentage from 0 to 1000, not {threshold}")
+        raise SqlabenchError(
+            f"--threshold must be a percentage from 0 to 1000, not {threshold * 100:g}"
+        )
+    check_comparable(baseline, current)
     base_by_name = {b.name: b for b in baseline.benchmarks}
     current_by_name = {b.name: b for b in current.benchmarks}
     names = [n for n in current_by_name if n in base_by_name]
     pairs = [(base_by_name[n], current_by_name[n]) for n in names]
 
+    time_gated = interleaved(baseline, current)
     tests = block_tests(pairs)
     p_values = [t[0] for t in tests]
     adjusted = stats.false_discovery_control(p_values, method="bh") if p_values else np.array([])
@@ -315,13 +399,18 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
         ratio = cur_median / base_median
         detectable = (high - low) / 2 if np.isfinite(low) else float("nan")
         significant = float(adjusted[index]) < ALPHA
-        more_work = _more_work(base, cur)
+        more_work, less_work, _ = count_changes(base, cur)
+        # wall time gates only where the test can tell a change from drift (unit "pass"
+        # over interleaved runs); elsewhere a wall-time change is reported, not gated
+        gated = time_gated and unit == "pass"
         if more_work:
             verdict = "more-work"
         elif significant and low > 1 and ratio >= 1 + threshold:
-            verdict = "slower"
+            verdict = "slower" if gated else "slower-ungated"
+        elif less_work:
+            verdict = "less-work"
         elif significant and high < 1 and ratio <= 1 / (1 + threshold):
-            verdict = "faster"
+            verdict = "faster" if gated else "faster-ungated"
         else:
             verdict = "unchanged"
         changes.append(
@@ -338,20 +427,49 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
                 p_adjusted=float(adjusted[index]),
                 detectable=round(detectable, 4),
                 verdict=verdict,
-                reasons=more_work,
+                reasons=more_work or less_work,
                 unit=unit,
             )
         )
+    failed_now = {f.get("benchmark"): f.get("error", "") for f in current.info.failures}
+    for name, base in base_by_name.items():
+        if name in current_by_name or name not in failed_now:
+            continue
+        median = _median(base)
+        changes.append(
+            Change(
+                name=name, question=base.question, backend=base.backend,
+                baseline_median=median, current_median=math.nan, ratio=math.nan,
+                ci_low=math.nan, ci_high=math.nan, p_value=0.0, p_adjusted=0.0,
+                detectable=math.nan, verdict="failed", reasons=(str(failed_now[name]),),
+                unit="none",
+            )
+        )  # fmt: skip
     warnings = like_for_like(baseline, current)
     if "chunk" in units:
         warnings.append(
             "fewer than 3 passes per side: the noise estimate is chunks of one pass's rounds, "
             "which cannot see drift between runs (use run --repeat 3+, or scripts/bench_pr.py)"
         )
+    ungated = [c for c in changes if c.verdict.endswith("-ungated")]
+    if ungated:
+        warnings.append(
+            f"{len(ungated)} wall-time change(s) not gated: the runs were not measured as "
+            "interleaved passes, and between separate processes this machine's noise is "
+            "10-25% (the counts from run --instructions are the gate's evidence; for wall "
+            "time use scripts/bench_pr.py)"
+        )
+    if pairs and not any(count_changes(b, c)[2] for b, c in pairs):
+        warnings.append(
+            "no instruction or Python-call counts on both sides: only database work and "
+            "interleaved wall time can gate (run both with --instructions)"
+        )
     return Comparison(
         threshold=threshold,
         changes=tuple(changes),
-        only_baseline=tuple(n for n in base_by_name if n not in current_by_name),
+        only_baseline=tuple(
+            n for n in base_by_name if n not in current_by_name and n not in failed_now
+        ),
         only_current=tuple(n for n in current_by_name if n not in base_by_name),
         warnings=tuple(warnings),
     )
@@ -383,10 +501,16 @@ def markdown(result: Comparison) -> str:
         ]
         for c in rows:
             why = "; ".join(c.reasons) or f"p = {c.p_adjusted:.2g}"
+            if c.verdict == "failed":
+                lines.append(f"| `{c.name}` | {_ms(c.baseline_median)} | failed | | {why} |")
+                continue
             lines.append(
                 f"| `{c.name}` | {_ms(c.baseline_median)} | {_ms(c.current_median)} | "
                 f"{c.ratio:.3f} ({c.ci_low:.3f} to {c.ci_high:.3f}) | {why} |"
             )
+    if result.only_baseline:
+        lines += ["", "Missing from the current run:", ""]
+        lines += [f"- `{name}`" for name in result.only_baseline]
     if result.warnings:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"

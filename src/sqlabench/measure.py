@@ -27,6 +27,7 @@ from sqlalchemy.engine.interfaces import ExecuteStyle
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from sqlabench import counting
 from sqlabench.compat import await_ as _await
 
 T = TypeVar("T")
@@ -155,6 +156,80 @@ def injected_slowdown() -> float:
     return value if 0 < value < 10 else 0.0
 
 
+WORK_ENV = "SQLABENCH_INJECT_WORK"
+WORK_OF_ENV = "SQLABENCH_INJECT_WORK_OF"
+INSTRUCTIONS_PER_ITERATION = 194
+"""Client instructions per iteration of `sum(range(m, m + n))` with m past the small-int
+cache, counted with callgrind on CPython 3.11 (197,833 for n = 1,000; 1,933,683 for 10,000)."""
+WORK_FIXED_INSTRUCTIONS = 2_100
+"""What the wrapper itself adds to each call, iterations aside (measured the same way)."""
+
+
+def injected_work_fraction() -> float:
+    """The fraction SQLABENCH_INJECT_WORK asks for, when a source of counts is given too."""
+    try:
+        fraction = float(os.environ.get(WORK_ENV) or 0)
+    except ValueError:
+        return 0.0
+    return fraction if 0 < fraction < 10 and os.environ.get(WORK_OF_ENV) else 0.0
+
+
+def injected_work(name: str) -> int:
+    """Iterations of CPU work added on purpose to each call of benchmark `name` (0: none).
+
+    Only gate calibration sets it: SQLABENCH_INJECT_WORK is the fraction of the operation's
+    own instructions to add, SQLABENCH_INJECT_WORK_OF a result file that counted them
+    (`run --instructions`). Both the timed and the counting pass do the same work.
+    """
+    fraction = injected_work_fraction()
+    source = os.environ.get(WORK_OF_ENV)
+    if not fraction or not source:
+        return 0
+    cache = _WORK_BASES.get(source)
+    if cache is None:
+        import json
+
+        data = json.loads(Path(source).read_text())
+        cache = {
+            b["name"]: float(b.get("extra_info", {}).get("instructions") or 0)
+            for b in data.get("benchmarks", [])
+        }
+        _WORK_BASES[source] = cache
+    wanted = cache.get(name, 0.0) * fraction
+    if not wanted:
+        return 0
+    return max(1, round((wanted - WORK_FIXED_INSTRUCTIONS) / INSTRUCTIONS_PER_ITERATION))
+
+
+_WORK_BASES: dict[str, dict[str, float]] = {}
+
+
+def _with_work(op: Callable[[], T], iterations: int) -> Callable[[], T]:
+    if not iterations:
+        return op
+    start = 1 << 10  # past the small-int cache, so each iteration costs the same
+
+    def worked() -> T:
+        result = op()
+        sum(range(start, start + iterations))
+        return result
+
+    return worked
+
+
+def _with_work_async(op: Callable[[], Awaitable[T]], iterations: int) -> Callable[[], Awaitable[T]]:
+    if not iterations:
+        return op
+    start = 1 << 10
+
+    async def worked() -> T:
+        result = await op()
+        sum(range(start, start + iterations))
+        return result
+
+    return worked
+
+
 def _spin_for(fraction: float, started: float) -> None:
     """Busy-wait `fraction` of the time since `started`: a slowdown inside the timed call."""
     until = time.perf_counter() + (time.perf_counter() - started) * fraction
@@ -170,6 +245,7 @@ def measure(
     rounds: Rounds | None = None,
 ) -> Outcome[T]:
     """Time `op` with pytest-benchmark, keeping its last results and counting its statements."""
+    op = _with_work(op, injected_work(getattr(benchmark, "name", "")))
     kept: deque[T] = deque(maxlen=keep_last)
     keep = kept.append
     calls = 0
@@ -189,8 +265,34 @@ def measure(
         _spin_for(slowdown, started)
 
     before, rows_before = counter.count, counter.rows
+    probe = _counting_probe()
+    if probe is not None:  # the counting process: count the same calls instead of timing them
+
+        def counted_target() -> None:
+            nonlocal calls
+            calls += 1
+            with probe.around():
+                result = op()
+            keep(result)
+
+        _count(benchmark, probe, counted_target, rounds)
+        return _outcome(calls, counter, before, rows_before, kept)
     _run(benchmark, slowed_target if slowdown else target, rounds)
     return _outcome(calls, counter, before, rows_before, kept)
+
+
+def _counting_probe() -> counting.Probe | None:
+    if counting.counting_dir() is None:
+        return None
+    return counting.Probe(counting.probe_kind())
+
+
+def _count(
+    benchmark: Any, probe: counting.Probe, call: Callable[[], None], rounds: Rounds | None
+) -> None:
+    setup = rounds.setup if rounds is not None else None
+    counts = probe.count(getattr(benchmark, "name", ""), call, setup)
+    benchmark.extra_info.update(counts)
 
 
 def _outcome(
@@ -222,6 +324,7 @@ async def measure_async(
 
     A `Rounds.setup` runs synchronously between rounds, outside the timer.
     """
+    op = _with_work_async(op, injected_work(getattr(benchmark, "name", "")))
     kept: deque[T] = deque(maxlen=keep_last)
     keep = kept.append
     calls = 0
@@ -242,8 +345,20 @@ async def measure_async(
 
     if slowdown:
         target = slowed_target
-    _time_rounds_in_loop(benchmark, target)
     before, rows_before = counter.count, counter.rows
+    probe = _counting_probe()
+    if probe is not None:  # the counting process: count the same calls instead of timing them
+
+        async def counted_target() -> None:
+            nonlocal calls
+            calls += 1
+            with probe.around():  # entered inside the loop, as the in-loop timer is
+                result = await op()
+            keep(result)
+
+        await greenlet_spawn(_count, benchmark, probe, lambda: _await(counted_target()), rounds)
+        return _outcome(calls, counter, before, rows_before, kept)
+    _time_rounds_in_loop(benchmark, target)
     await greenlet_spawn(_run, benchmark, lambda: _await(target()), rounds)
     return _outcome(calls, counter, before, rows_before, kept)
 

@@ -531,9 +531,14 @@ def compare_figure(result: Comparison, title: str) -> Figure | None:
     fig, ax = plt.subplots(figsize=(9, 0.22 * len(shown) + 2.4))  # three title lines
     colour = {
         "slower": REGRESSION_COLOUR, "more-work": REGRESSION_COLOUR,
-        "faster": IMPROVEMENT_COLOUR, "unchanged": UNCHANGED_COLOUR,
+        "faster": IMPROVEMENT_COLOUR, "less-work": IMPROVEMENT_COLOUR,
+        "slower-ungated": UNCHANGED_COLOUR, "faster-ungated": UNCHANGED_COLOUR,
+        "unchanged": UNCHANGED_COLOUR,
     }  # fmt: skip
-    marker = {"slower": "s", "more-work": "X", "faster": "D", "unchanged": "o"}
+    marker = {
+        "slower": "s", "more-work": "X", "faster": "D", "less-work": "P", "unchanged": "o",
+        "slower-ungated": ">", "faster-ungated": "<",
+    }  # fmt: skip
     for y, c in enumerate(shown):
         low = c.ci_low if math.isfinite(c.ci_low) else c.ratio
         high = c.ci_high if math.isfinite(c.ci_high) else c.ratio

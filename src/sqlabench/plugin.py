@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy
 
 import sqlabench
-from sqlabench import stopping
+from sqlabench import counting, stopping
 from sqlabench.backends import (
     POSTGRES_URL_ENV,
     Backend,
@@ -36,9 +36,16 @@ from sqlabench.database import prepare_postgres
 from sqlabench.errors import SqlabenchError
 from sqlabench.latency import PathMeasurement
 from sqlabench.masking import mask_text
-from sqlabench.measure import injected_slowdown
+from sqlabench.measure import injected_slowdown, injected_work_fraction
 from sqlabench.questions import PROFILES, discover, harness_hash
-from sqlabench.results import RESULT_KEY, SCHEMA_VERSION, BackendInfo, RunInfo, now_iso
+from sqlabench.results import (
+    COUNT_FIELDS,
+    RESULT_KEY,
+    SCHEMA_VERSION,
+    BackendInfo,
+    RunInfo,
+    now_iso,
+)
 from sqlabench.stopping import stop_signal_name, stops_held
 from sqlabench.summary import format_time
 
@@ -100,6 +107,8 @@ class RunContext:
         self._workdir = Path(tempfile.mkdtemp(prefix="sqlabench-"))
         self._stack.callback(shutil.rmtree, self._workdir, ignore_errors=True)
         self._datasets: dict[str, str] = {}
+        self.counting: dict[str, Any] | None = None
+        """What the counting pass did, for the result (None: no counting pass)."""
 
     def target(self, backend: Backend) -> Target:
         if backend.server == "sqlite":
@@ -120,6 +129,16 @@ class RunContext:
             seed(self._postgres_direct or target if backend.server == "postgresql" else target)
             self._datasets[repr(target)] = dataset
         return target
+
+    def counting_env(self) -> dict[str, str]:
+        """What the counting process needs to reach the same server, straight, not proxied.
+
+        Passed in its environment, never on its command line (the URL may hold a password).
+        """
+        server = self._postgres_direct or self._postgres
+        if server is None:
+            return {}
+        return {POSTGRES_URL_ENV: server.url.render_as_string(hide_password=False)}
 
     def server_version(self, backend: Backend) -> str:
         if backend.server == "sqlite":
@@ -183,6 +202,8 @@ class RunContext:
             interrupted=tuple(self.interrupted),
             skipped=tuple(self.skipped),
             injected_slowdown=injected_slowdown(),
+            injected_work=injected_work_fraction(),
+            counting=self.counting,
         )
 
     def close(self) -> None:
@@ -303,8 +324,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             ctx.finished_any = True
             if report.failed:
                 ctx.failed.add(item.nodeid)
+            elif report.passed and (directory := counting.counting_dir()) is not None:
+                _record_counts(item, directory)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             _progress(item, report)
+
+
+def _record_counts(item: pytest.Item, directory: Path) -> None:
+    """The counting process keeps the counts of each benchmark that passed its checks."""
+    bench = getattr(item, "funcargs", {}).get("benchmark")
+    info = getattr(bench, "extra_info", None) or {}
+    # recorded even when empty: the callgrind process's counts are in its dumps, and only
+    # a benchmark that passed its checks there may use them
+    counting.record(directory, item.name, {k: info[k] for k in COUNT_FIELDS if k in info})
 
 
 def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -328,6 +360,8 @@ def _progress(item: pytest.Item, report: pytest.TestReport) -> None:
             status = f"ok  median {format_time(stats.median)}"
     width = len(str(ctx.total or 1))
     label = f"pass {ctx.pass_number}/{ctx.repeat} " if ctx.repeat > 1 else ""
+    if counting.counting_dir() is not None:
+        label = f"counting {counting.probe_kind()} "
     print(
         f"{label}[{ctx.done:>{width}}/{ctx.total}] {name}  {status}",
         file=sys.__stderr__, flush=True,

@@ -7,6 +7,7 @@ files it cannot read with a one-line reason, and writes atomically without ever 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -19,6 +20,8 @@ from typing import Any
 from sqlabench.errors import SqlabenchError
 
 SCHEMA_VERSION = 1
+COUNT_FIELDS = ("instructions", "py_calls")
+"""What the counting pass adds to a benchmark's extra_info (see sqlabench.counting)."""
 RESULT_KEY = "sqlabench"
 
 
@@ -71,6 +74,12 @@ class RunInfo:
     """Benchmarks left out on purpose, each with its reason."""
     injected_slowdown: float = 0.0
     """A slowdown added on purpose to every timed operation (gate calibration only; 0: none)."""
+    injected_work: float = 0.0
+    """CPU work added on purpose inside every operation, as a fraction of its own counted
+    instructions (gate calibration only; 0: none)."""
+    counting: dict[str, Any] | None = None
+    """The counting pass (`run --instructions`): its tool, calls counted, benchmarks counted,
+    seconds, and its error if it failed (None: no counting pass)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -159,6 +168,12 @@ def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
             )  # fmt: skip
         bench["stats"] = stats
         info = dict(bench.get("extra_info") or {})
+        # a pass without the counting pass (a rerun of a few benchmarks) keeps the counts of
+        # the last pass that had them: counts do not vary between passes of the same code
+        for key in COUNT_FIELDS:
+            counted = [c["extra_info"][key] for c in copies if key in (c.get("extra_info") or {})]
+            if counted and key not in info:
+                info[key] = counted[-1]
         info["verified"] = all((c.get("extra_info") or {}).get("verified") for c in copies)
         info["passes"] = len(copies)
         # a pass is the unit a gate can test (rounds within one pass share its drift): the
@@ -213,12 +228,14 @@ def load(path: str | os.PathLike[str]) -> ResultFile:
     """Read a result file, or raise a one-line SqlabenchError saying why it cannot be read."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
+        # a published result is kept gzipped (.json.gz); known by its magic bytes
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
     except FileNotFoundError:
         raise SqlabenchError(f"{p}: no such result file") from None
     except IsADirectoryError:
         raise SqlabenchError(f"{p}: is a directory, not a result file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
         raise SqlabenchError(f"{p}: cannot read ({exc.__class__.__name__})") from None
     try:
         data = json.loads(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from sqlabench import counting, results, stopping
 from sqlabench import questions as question_registry
-from sqlabench import results, stopping
 from sqlabench.backends import Backend, postgres_target, resolve_backends
 from sqlabench.database import exclusive_use, prepare_postgres
 from sqlabench.errors import SqlabenchError
@@ -97,11 +98,14 @@ def run(
     select: str | None = None,
     rtt_ms: float = 0.0,
     repeat: int = 1,
+    instructions: bool = False,
 ) -> RunOutcome:
     """Run the questions' benchmarks and write one new result file into `out_dir`.
 
     With `rtt_ms`, every PostgreSQL backend reaches its server through a proxy adding that
-    round-trip latency, measured before any benchmark runs.
+    round-trip latency, measured before any benchmark runs. With `instructions`, a counting
+    pass follows the timed passes (see `sqlabench.counting`) and each benchmark's counts per
+    operation join its `extra_info`.
     """
     stopping.reset()
     chosen = question_registry.resolve(list(question_names))
@@ -160,10 +164,20 @@ def run(
                     passes.append(hooks.json)
                 if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                     break
+            counts: dict[str, dict[str, float]] = {}
+            if (
+                instructions
+                and passes
+                and exit_code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+                and not stopping.requested()
+            ):
+                counts = _counting_pass(
+                    context, chosen, profile, select, scratch / "counting", passes[-1]
+                )
             # a stop held after the last benchmark (while pytest-benchmark saved its JSON)
             # leaves a complete run: it is saved as such, and the run still ends as stopped
             path, complete = _save(
-                context, names, profile, repeat, select, exit_code, passes, out_dir
+                context, names, profile, repeat, select, exit_code, passes, out_dir, counts
             )
         finally:
             try:
@@ -231,6 +245,7 @@ def _save(
     exit_code: int,
     passes: list[dict[str, Any]],
     out_dir: str | Path,
+    counts: dict[str, dict[str, float]] | None = None,
 ) -> tuple[Path | None, bool]:
     """Write the run's result file and say whether it is complete.
 
@@ -257,6 +272,8 @@ def _save(
     # pytest-benchmark writes no JSON when no benchmark got as far as timing: the run is
     # still recorded, with its failures
     data = results.merge_passes(passes) if passes else {"benchmarks": []}
+    for bench in data["benchmarks"]:
+        bench.setdefault("extra_info", {}).update((counts or {}).get(bench["name"], {}))
     complete = (
         exit_code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
         and len(passes) == repeat
@@ -265,6 +282,78 @@ def _save(
     data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
     stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
     return save_result(data, out_dir, stem), complete
+
+
+def _counting_pass(
+    context: RunContext,
+    chosen: list[question_registry.Question],
+    profile: str,
+    select: str | None,
+    out: Path,
+    timed: dict[str, Any],
+) -> dict[str, dict[str, float]]:
+    """Count each benchmark's operation in a separate process; counts by benchmark name.
+
+    The process runs the same selection in the plugin's standalone mode, straight to the
+    server (never through an injected latency: counts do not depend on it), under callgrind
+    where it can. A stop signal ends it at once; the timed result is kept either way, and
+    the run records what the pass did in `counting`.
+    """
+    tool = counting.counting_tool()
+    counted = [q for q in chosen if q.name not in counting.NOT_COUNTED]
+    if not counted:
+        context.counting = {"tool": tool.description, "benchmarks_counted": 0,
+                            "error": "no question here is counted (pools never is)"}  # fmt: skip
+        return {}
+    # too long to run under callgrind (from the timed pass): Python calls only
+    long = [
+        str(b["fullname"])
+        for b in timed.get("benchmarks", [])
+        if float(b["stats"]["median"]) > counting.INSTRUCTIONS_CAP_S
+    ]
+    print(f"counting pass: {tool.description}", file=sys.__stderr__, flush=True)
+    args = [
+        *(str(q.path) for q in counted),
+        "-p", "sqlabench.plugin", "--noconftest", "-p", "no:cacheprovider", "-q",
+        "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
+        f"-c={question_registry.PYTEST_INI}",
+        f"--rootdir={question_registry.questions_dir()}",
+        "--benchmark-disable", f"--sqlabench-profile={profile}",
+        *(f"--sqlabench-backend={b.name}" for b in context.backends),
+    ]  # fmt: skip
+    if select:
+        args += ["-k", select]
+    started = time.monotonic()
+    try:
+        with stopping.stops_raise():
+            counts, error = counting.run_counting_pass(
+                args, out, context.counting_env(), tool, COUNTING_TIMEOUT, long
+            )
+    except KeyboardInterrupt:  # the child is killed by subprocess.run; the run ends stopped
+        counts, error = {}, f"stopped by {stop_signal_name()}"
+    context.counting = {
+        "tool": tool.description,
+        "instructions": tool.instructions,
+        "py_calls": {"warmup": counting.PY_CALLS_WARMUP, "counted": counting.PY_CALLS_COUNTED},
+        "instructions_calls": {
+            "warmup": counting.INSTRUCTIONS_WARMUP,
+            "counted": counting.INSTRUCTIONS_COUNTED,
+        },
+        "rounds": {"warmup": counting.ROUNDS_WARMUP, "counted": counting.ROUNDS_COUNTED},
+        "instructions_cap_s": counting.INSTRUCTIONS_CAP_S,
+        "not_counted": sorted(counting.NOT_COUNTED),
+        "benchmarks_counted": len(counts),
+        "benchmarks_with_instructions": sum(1 for c in counts.values() if "instructions" in c),
+        "seconds": round(time.monotonic() - started, 1),
+        "error": context.mask(error) if error else None,
+    }
+    if error:
+        print(f"counting pass: {context.mask(error)}", file=sys.__stderr__, flush=True)
+    return counts
+
+
+COUNTING_TIMEOUT = 3600.0
+"""The counting pass of the whole quick profile takes minutes; an hour means it hung."""
 
 
 def save_result(data: dict[str, Any], out_dir: str | Path, stem: str) -> Path:

@@ -37,8 +37,8 @@ class Question:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
 
-HARNESS_MODULES = ("measure", "plugin", "scenario", "backends", "models")
-"""The library modules every question's timed path runs through."""
+HARNESS_MODULES = ("measure", "counting", "plugin", "scenario", "backends", "models")
+"""The library modules every question's timed (or counted) path runs through."""
 
 
 def harness_hash() -> str:

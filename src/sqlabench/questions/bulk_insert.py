@@ -46,6 +46,7 @@ from sqlabench.backends import (
     raw_connect,
     raw_connect_async,
 )
+from sqlabench.counting import counting_dir
 from sqlabench.database import seed, setup_engine
 from sqlabench.measure import (
     Outcome,
@@ -524,6 +525,9 @@ def test_bulk_insert(benchmark: Any, sqlabench_run: RunContext, case: Case) -> N
             sorted(o.id for o in objects) == [r[0] for r in source],
             "insert..returning gave back the wrong objects",
         )
+    if counting_dir() is not None:  # the counting pass times nothing: counts only
+        benchmark.extra_info.update(statements=outcome.statements_per_call, verified=True)
+        return
     median = benchmark.stats.stats.median
     rows_per_s = case.rows / median
     if case.is_ceiling:
