@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_pr.py --base main [--passes 3] [--profile quick]
         [--out results/pr] [--threshold PCT] [--question NAME ...] [--keep-worktree]
+        [--no-instructions]
         [-- more `sqlabench run` options, e.g. -b sqlite -k engines]
 
 The base side is REF checked out in a temporary git worktree with its own venv (`pip install
@@ -10,7 +11,9 @@ The two run alternately, base, head, base, head, ... one pass each, so a shared 
 drift lands on both sides alike. Each side's passes are merged (`sqlabench merge`, keeping each
 pass's median) and compared (`sqlabench compare`). Benchmarks flagged slower are run once more
 on both sides, interleaved again, merged in and compared again: only what is still flagged
-fails. A benchmark that fails on head but not on base fails the gate too.
+fails. A benchmark that fails on head but not on base fails the gate too. The last pass of
+each side also runs the counting pass (`run --instructions`): a benchmark whose
+instructions, Python calls, statements or rows grew is a regression whatever its wall time.
 
 Writes OUT/base/ and OUT/head/ (one result per pass), OUT/base-merged/ and OUT/head-merged/,
 OUT/compare.md (also appended to $GITHUB_STEP_SUMMARY when set), OUT/compare.json and OUT/logs/.
@@ -41,7 +44,7 @@ from typing import Any, NoReturn
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("base", "head")
 EXIT_BAD_INPUT = 2
-SET_HERE = ("--out", "--repeat", "--profile", "-p")
+SET_HERE = ("--out", "--repeat", "--profile", "-p", "--instructions")
 """`sqlabench run` options this script sets itself; they may not follow `--`."""
 IDENT = re.compile(r"[\w:+\-.\[\]\\/]+")
 """The characters of one identifier in a pytest -k expression (_pytest/mark/expression.py)."""
@@ -67,6 +70,7 @@ class Options:
     questions: list[str]
     keep_worktree: bool
     extra: list[str] = field(default_factory=list)
+    instructions: bool = True
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -85,6 +89,11 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="question to run; repeat for several (default: all)",
     )  # fmt: skip
     parser.add_argument("--keep-worktree", action="store_true", help="leave the base checkout")
+    parser.add_argument(
+        "--no-instructions", dest="instructions", action="store_false",
+        help="skip the counting pass (by default each side's last pass counts instructions "
+        "and Python calls, the gate's deterministic evidence)",
+    )  # fmt: skip
     ns = parser.parse_args(ours)
     if not 1 <= ns.passes <= 20:
         raise BadInput(f"--passes must be from 1 to 20, not {ns.passes}")
@@ -95,13 +104,42 @@ def parse_args(argv: Sequence[str]) -> Options:
     return Options(
         base=ns.base, passes=ns.passes, profile=ns.profile, out=Path(ns.out).resolve(),
         threshold=ns.threshold, questions=ns.questions or ["all"],
-        keep_worktree=ns.keep_worktree, extra=extra,
+        keep_worktree=ns.keep_worktree, extra=extra, instructions=ns.instructions,
     )  # fmt: skip
 
 
 def interleave(passes: int) -> list[tuple[str, int]]:
     """The order of the passes: base 1, head 1, base 2, head 2, ..."""
     return [(side, number) for number in range(1, passes + 1) for side in SIDES]
+
+
+CONFIRM_PASSES = 3
+"""Fresh passes per side that confirm a benchmark flagged slower (3: enough for the
+pass-level test compare uses)."""
+REGRESSION_VERDICTS = ("failed", "more-work", "slower")
+
+
+def confirmation_order(passes: int) -> list[tuple[str, int]]:
+    """ABBAAB...: which side runs first alternates, so neither always follows the other."""
+    order: list[tuple[str, int]] = []
+    for number in range(1, passes + 1):
+        pair = SIDES if number % 2 else tuple(reversed(SIDES))
+        order += [(side, number) for side in pair]
+    return order
+
+
+def final_regressions(first: dict[str, Any], confirmation: dict[str, Any] | None) -> list[str]:
+    """The gate's regressions: a benchmark flagged slower stands only if fresh passes of both
+    sides (the confirmation) flag it again; every other verdict is the first comparison's."""
+    confirmed = {c["name"]: c.get("verdict") for c in (confirmation or {}).get("changes", [])}
+    out = []
+    for change in first.get("changes", []):
+        verdict = change.get("verdict")
+        if verdict == "slower" and confirmation is not None:
+            verdict = confirmed.get(change["name"], "unchanged")
+        if verdict in REGRESSION_VERDICTS:
+            out.append(change["name"])
+    return out
 
 
 def k_selector(names: Iterable[str]) -> str:
@@ -195,6 +233,14 @@ def install_base(tree: Path, ref: str, logs: Path) -> list[str]:
     return command
 
 
+def counts_instructions(command: list[str], cwd: Path) -> bool:
+    """Whether this side's `sqlabench run` has the counting pass (older bases do not)."""
+    done = subprocess.run(
+        [*command, "run", "--help"], capture_output=True, text=True, cwd=cwd, check=False
+    )
+    return "--instructions" in done.stdout
+
+
 def head_command() -> list[str]:
     return [sys.executable, "-m", "sqlabench"]
 
@@ -204,6 +250,7 @@ class Side:
     command: list[str]
     cwd: Path
     files: list[Path] = field(default_factory=list)
+    files_before_confirmation: list[Path] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)
     """Benchmarks that failed (error or verification) in any pass."""
 
@@ -279,6 +326,15 @@ def gate(argv: Sequence[str]) -> int:
         base = Side(install_base(tree, opts.base, logs), tree)
         sides = {"base": base, "head": head}
 
+        # the last pass of each side also counts (run --instructions): the counts are the
+        # gate's deterministic evidence; both sides or neither, so they always compare
+        counted = opts.instructions and all(
+            counts_instructions(s.command, s.cwd) for s in sides.values()
+        )
+        if opts.instructions and not counted:
+            print("bench_pr: the base has no counting pass (run --instructions); gating on "
+                  "database work and interleaved wall time only", flush=True)  # fmt: skip
+
         def one_round(label: str, schedule: list[tuple[str, int]], args: list[str]) -> None:
             for index, (name, number) in enumerate(schedule, 1):
                 side = sides[name]
@@ -286,7 +342,9 @@ def gate(argv: Sequence[str]) -> int:
                       end=" ", flush=True)  # fmt: skip
                 started = time.monotonic()
                 log = logs / f"{name}-{label}-{number}.log"
-                code, path = run_pass(side, args, opts.out / name, log)
+                count = counted and label == "passes" and number == opts.passes
+                pass_args = [*args, "--instructions"] if count else args
+                code, path = run_pass(side, pass_args, opts.out / name, log)
                 side.files.append(path)
                 failed = failed_benchmarks(path)
                 side.failed |= failed
@@ -298,17 +356,50 @@ def gate(argv: Sequence[str]) -> int:
         one_round("passes", interleave(opts.passes), run_args)
         merged = {name: merge(s.files, opts.out / f"{name}-merged") for name, s in sides.items()}
         code, text = compare(merged["base"], merged["head"], opts.threshold, "json")
-        slower = flagged(json.loads(text))
+        first = json.loads(text)
+        slower = flagged(first)
         rerun = ""
+        confirmation: dict[str, Any] | None = None
+        confirm_md = ""
         if slower:
-            print(f"bench_pr: {len(slower)} benchmark(s) flagged slower; "
-                  "running them once more on both sides", flush=True)  # fmt: skip
-            one_round("rerun", interleave(1), [*run_args, "-k", k_selector(slower)])
-            merged = {n: merge(s.files, opts.out / f"{n}-merged") for n, s in sides.items()}
-            code, text = compare(merged["base"], merged["head"], opts.threshold, "json")
-            rerun = f" {len(slower)} benchmark(s) flagged slower were run once more on both sides."
+            print(f"bench_pr: {len(slower)} benchmark(s) flagged slower; confirming them with "
+                  f"{CONFIRM_PASSES} fresh passes per side, ABBA", flush=True)  # fmt: skip
+            for s in sides.values():
+                s.files_before_confirmation = list(s.files)
+            one_round("confirm", confirmation_order(CONFIRM_PASSES),
+                      [*run_args, "-k", k_selector(slower)])  # fmt: skip
+            fresh = {
+                n: merge(s.files[len(s.files_before_confirmation):],
+                         opts.out / f"{n}-confirmation")
+                for n, s in sides.items()
+            }  # fmt: skip
+            _, confirm_text = compare(fresh["base"], fresh["head"], opts.threshold, "json")
+            confirmation = json.loads(confirm_text)
+            (opts.out / "confirmation.json").write_text(confirm_text, encoding="utf-8")
+            _, confirm_md = compare(fresh["base"], fresh["head"], opts.threshold, "markdown")
+            rerun = (
+                f" {len(slower)} benchmark(s) flagged slower were confirmed or cleared by "
+                f"{CONFIRM_PASSES} fresh passes per side, run ABBA (not the passes that "
+                "flagged them)."
+            )
+        regressions = final_regressions(first, confirmation)
+        code = 1 if regressions else 0
+        if first.get("only_in_baseline"):
+            code = 1  # a benchmark missing from head fails the gate (compare's rule)
     (opts.out / "compare.json").write_text(text, encoding="utf-8")
     _, markdown = compare(merged["base"], merged["head"], opts.threshold, "markdown")
+    if confirmation is not None:
+        cleared = [n for n in slower if n not in regressions]
+        markdown += (
+            f"\n#### Confirmation of the {len(slower)} flagged slower (fresh passes, ABBA)\n\n"
+            f"Still slower: {len(slower) - len(cleared)}; cleared: {len(cleared)}.\n\n"
+            + confirm_md
+        )  # fmt: skip
+    markdown += (
+        f"\n**Gate: {len(regressions)} regression(s)**"
+        + (f": {', '.join(f'`{n}`' for n in regressions)}" if regressions else "")
+        + ".\n"
+    )  # fmt: skip
     broken = sorted(head.failed - base.failed)
     if broken:
         code = 1

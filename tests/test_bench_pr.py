@@ -71,6 +71,31 @@ def test_ids_with_characters_k_cannot_spell_still_select_themselves() -> None:
         bench_pr.k_selector(["(or) and"])
 
 
+def test_the_confirmation_alternates_which_side_goes_first() -> None:
+    """ABBAAB: a side that always ran second would carry the drift of the run before it."""
+    assert bench_pr.confirmation_order(bench_pr.CONFIRM_PASSES) == [
+        ("base", 1), ("head", 1), ("head", 2), ("base", 2), ("base", 3), ("head", 3),
+    ]  # fmt: skip
+
+
+def test_the_verdict_on_a_flagged_benchmark_is_the_fresh_passes_alone() -> None:
+    """The passes that flagged a benchmark are not evidence twice: its final verdict is the
+    confirmation's, every other verdict the first comparison's."""
+    first = {
+        "changes": [
+            {"name": "a", "verdict": "slower"},
+            {"name": "b", "verdict": "slower"},
+            {"name": "c", "verdict": "more-work"},
+            {"name": "d", "verdict": "unchanged"},
+        ]
+    }
+    confirmation = {
+        "changes": [{"name": "a", "verdict": "slower"}, {"name": "b", "verdict": "unchanged"}]
+    }
+    assert bench_pr.final_regressions(first, confirmation) == ["a", "c"]
+    assert bench_pr.final_regressions(first, None) == ["a", "b", "c"]
+
+
 def test_only_slower_benchmarks_are_rerun() -> None:
     comparison = {
         "changes": [
