@@ -382,11 +382,13 @@ def gate(argv: Sequence[str]) -> int:
                 f"{CONFIRM_PASSES} fresh passes per side, run ABBA (not the passes that "
                 "flagged them)."
             )
-        regressions = final_regressions(first, confirmation)
+        # a benchmark missing from head fails the gate too (compare's rule)
+        regressions = final_regressions(first, confirmation) + [
+            name for name in first.get("only_in_baseline", []) if name not in slower
+        ]
         code = 1 if regressions else 0
-        if first.get("only_in_baseline"):
-            code = 1  # a benchmark missing from head fails the gate (compare's rule)
-    (opts.out / "compare.json").write_text(text, encoding="utf-8")
+    first["gate"] = {"regressions": regressions, "confirmed_by_fresh_passes": bool(slower)}
+    (opts.out / "compare.json").write_text(json.dumps(first, indent=2), encoding="utf-8")
     _, markdown = compare(merged["base"], merged["head"], opts.threshold, "markdown")
     if confirmation is not None:
         cleared = [n for n in slower if n not in regressions]

@@ -69,7 +69,10 @@ def flagged(a: results.ResultFile, b: results.ResultFile) -> list[str]:
 def detection(a: results.ResultFile, c: results.ResultFile) -> dict[str, Any]:
     base, worked = counts(a, "instructions"), counts(c, "instructions")
     names = sorted(base.keys() & worked.keys())
-    caught = set(flagged(a, c))
+    # judged on instructions alone: the injected work also adds two Python calls per call
+    # (sum, range), which py_calls would catch whatever the size of the work
+    tolerance = compare.COUNT_TOLERANCE["instructions"]
+    caught = {n for n in names if worked[n] / base[n] - 1 > tolerance}
     added = np.array([worked[n] / base[n] - 1 for n in names]) if names else np.array([0.0])
     missed = [n for n in names if n not in caught]
     return {

@@ -347,3 +347,30 @@ def test_a_gzipped_result_is_read(tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress(json.dumps(base).encode()))
     assert results.load(packed).benchmarks == results.load(plain).benchmarks
     assert run_cli("compare", str(packed), str(plain)).returncode == 0
+
+
+def test_a_current_run_where_everything_failed_is_a_regression_not_bad_input() -> None:
+    base = run_with(BENCHMARKS)
+    broken = copy.deepcopy(base)
+    broken["sqlabench"]["failures"] = [
+        {"benchmark": b["name"], "error": "OperationalError: server gone"}
+        for b in broken["benchmarks"]
+    ]
+    broken["benchmarks"] = []
+    result = compare.compare(as_result(base), as_result(broken))
+    assert len(result.regressions) == len(BENCHMARKS)
+    assert {c.verdict for c in result.regressions} == {"failed"}
+    # no NaN in JSON (a failed benchmark has no current median)
+    text = json.dumps(result.to_json(), allow_nan=False)
+    assert '"current_median": null' in text
+
+
+def test_counts_lost_on_one_side_are_warned_about() -> None:
+    base = run_with(BENCHMARKS)
+    for b in base["benchmarks"]:
+        b["extra_info"].update(instructions=1e5, py_calls=50)
+    current = copy.deepcopy(base)
+    del current["benchmarks"][0]["extra_info"]["instructions"]
+    warnings = compare.compare(as_result(base), as_result(current)).warnings
+    [lost] = [w for w in warnings if "instructions in the baseline but not" in w]
+    assert lost.startswith("1 benchmark(s) have instructions")

@@ -110,7 +110,14 @@ def test_merge_never_overwrites_and_names_the_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("profile", "quick"), ("questions", ["loading"]), ("suite_commit", "def")],
+    [
+        ("profile", "quick"),
+        ("questions", ["loading"]),
+        ("suite_commit", "def"),
+        ("harness_hash", "other"),
+        ("sqlalchemy", "2.0.58"),
+        ("injected_work", 0.1),
+    ],
 )
 def test_runs_of_different_benchmarks_are_refused(tmp_path: Path, field: str, value: Any) -> None:
     a = one_run(tmp_path, "a", {A: [1.0]})
@@ -140,3 +147,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
     assert not out.exists()
+
+
+def test_a_merge_says_how_its_counts_were_counted(tmp_path: Path) -> None:
+    """bench_pr counts only a side's last pass: the merged file keeps that pass's counts and
+    the `counting` record that describes them, not the first pass's None."""
+    counted = {"tool": "callgrind", "benchmarks_counted": 1}
+    first = one_run(tmp_path, "first", {A: [1.0]})
+    last = one_run(
+        tmp_path, "last", {A: [2.0]}, counting=counted,
+        started="2026-11-25T03:00:00+00:00", finished="2026-11-25T03:01:00+00:00",
+    )  # fmt: skip
+    data = json.loads(last.read_text())
+    data["benchmarks"][0]["extra_info"]["instructions"] = 5e5
+    last.write_text(json.dumps(data))
+    merged = results.merge_files([first, last])
+    assert merged["sqlabench"]["counting"] == counted
+    assert merged["benchmarks"][0]["extra_info"]["instructions"] == 5e5

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import special, stats
 
 from sqlabench.errors import SqlabenchError
-from sqlabench.results import BenchmarkResult, ResultFile
+from sqlabench.results import BenchmarkResult, ResultFile, instant
 
 ALPHA = 0.01
 MIN_PASSES = 3
@@ -117,7 +117,14 @@ class Comparison:
             "warnings": list(self.warnings),
             "only_in_baseline": list(self.only_baseline),
             "only_in_current": list(self.only_current),
-            "changes": [asdict(c) for c in self.changes],
+            # NaN (a failed benchmark has no current median) is not JSON: null instead
+            "changes": [
+                {
+                    k: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for k, v in asdict(c).items()
+                }
+                for c in self.changes
+            ],
         }
 
 
@@ -319,7 +326,12 @@ def interleaved(baseline: ResultFile, current: ResultFile) -> bool:
     the other never do, however many passes each has.
     """
     b, c = baseline.info, current.info
-    return b.started < c.finished and c.started < b.finished
+    try:
+        b_start, b_end = instant(b.started, "baseline"), instant(b.finished, "baseline")
+        c_start, c_end = instant(c.started, "current"), instant(c.finished, "current")
+    except SqlabenchError:
+        return False
+    return b_start < c_end and c_start < b_end
 
 
 def like_for_like(baseline: ResultFile, current: ResultFile) -> list[str]:
@@ -362,7 +374,7 @@ def like_for_like(baseline: ResultFile, current: ResultFile) -> list[str]:
 
 def check_comparable(baseline: ResultFile, current: ResultFile) -> None:
     """Refuse, in one line, two files whose comparison would only list differences of setup."""
-    if not current.benchmarks:
+    if not current.benchmarks and not current.info.failures:
         raise SqlabenchError(
             f"{current.path}: has no benchmark to compare (every one failed or was stopped; "
             "see its failures)"
@@ -459,6 +471,14 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
             "10-25% (the counts from run --instructions are the gate's evidence; for wall "
             "time use scripts/bench_pr.py)"
         )
+    for key in COUNT_TOLERANCE:
+        lost = [b.name for b, c in pairs if _count(b, key) is not None and _count(c, key) is None]
+        if lost:
+            warnings.append(
+                f"{len(lost)} benchmark(s) have {key} in the baseline but not in the current "
+                f"run, so their {key} were not compared (e.g. {lost[0]}): a counting pass "
+                "that failed, or an operation now over the instruction cap"
+            )
     if pairs and not any(count_changes(b, c)[2] for b, c in pairs):
         warnings.append(
             "no instruction or Python-call counts on both sides: only database work and "

@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -137,12 +138,14 @@ class Probe:
             # the cyclic collector runs when allocations since the last run pass a threshold:
             # I/O timing shifts that point by a few allocations, and a collection that falls
             # inside or outside the window moved the ORM's count by 6% between processes
+            was_enabled = gc.isenabled()
             gc.collect()
             gc.disable()
             try:
                 calls(n)
             finally:
-                gc.enable()
+                if was_enabled:
+                    gc.enable()
 
         rounds = setup is not None
         if self.kind == "py_calls":
@@ -212,8 +215,10 @@ def _read_dump(path: Path) -> tuple[str | None, int | None, int, int]:
     with path.open(errors="replace") as lines:
         for line in lines:
             if line.startswith("fn="):
-                # a recursion level (NAME'2) is inside the first level's call lines already
-                inside = line[3:].strip() in LAYOUT_DEPENDENT
+                # a recursion level (NAME'2) is inside the first level's call lines already;
+                # an optimised build may name a clone NAME.isra.0 or NAME.lto_priv.0
+                function = line[3:].strip()
+                inside = "'" not in function and function.split(".")[0] in LAYOUT_DEPENDENT
             elif inside and line[:1].isdigit():
                 excluded += int(line.split()[-1])
             elif (m := _TRIGGER.match(line.rstrip("\n"))) is not None:
@@ -297,22 +302,27 @@ def run_counting_pass(
         directory = out / probe
         directory.mkdir(parents=True, exist_ok=True)
         report = directory / "pytest.out"
-        with report.open("wb") as sink:
-            # progress lines (stderr) reach the user as they come; pytest's report is kept
-            process = subprocess.Popen(
-                command, stdout=sink, start_new_session=True,
-                env={**base_env, COUNTING_ENV: str(directory), PROBE_ENV: probe},
-            )  # fmt: skip
+        process: subprocess.Popen[bytes] | None = None
         try:
+            with report.open("wb") as sink:
+                # progress lines (stderr) reach the user as they come; pytest's report is kept.
+                # Its own session (a terminal's Ctrl-C reaches the run, which stops it), and
+                # killed with the run if the run itself is killed (Linux: parent-death signal)
+                process = subprocess.Popen(
+                    command, stdout=sink, start_new_session=True, preexec_fn=_die_with_parent,
+                    env={**base_env, COUNTING_ENV: str(directory), PROBE_ENV: probe},
+                )  # fmt: skip
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             errors.append(f"{probe}: took longer than {timeout:.0f} s and was stopped")
             continue
         finally:
-            if process.poll() is None:  # a timeout, or a stop signal (KeyboardInterrupt)
-                process.kill()
+            if process is not None and process.poll() is None:  # a timeout or a stop signal
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # valgrind and what it runs
                 process.wait()
-        if code not in (0, 1):
+        # 5: nothing to count (every selected benchmark over the instruction cap)
+        if code not in (0, 1, 5):
             errors.append(f"{probe}: {_last_line(report.read_text(errors='replace'))}")
     counts = read_counts(out / "py_calls")
     if tool.instructions:
@@ -321,6 +331,15 @@ def run_counting_pass(
             if name in passed and name in counts:
                 counts[name]["instructions"] = instructions
     return counts, "; ".join(errors) or None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (Linux prctl; elsewhere none)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _last_line(text: str) -> str:

@@ -187,12 +187,11 @@ def injected_work(name: str) -> int:
         return 0
     cache = _WORK_BASES.get(source)
     if cache is None:
-        import json
+        from sqlabench import results
 
-        data = json.loads(Path(source).read_text())
         cache = {
-            b["name"]: float(b.get("extra_info", {}).get("instructions") or 0)
-            for b in data.get("benchmarks", [])
+            b.name: float(b.extra_info.get("instructions") or 0)
+            for b in results.load(source).benchmarks
         }
         _WORK_BASES[source] = cache
     wanted = cache.get(name, 0.0) * fraction

@@ -307,7 +307,10 @@ def write_new(data: dict[str, Any], directory: str | os.PathLike[str], stem: str
             os.unlink(tmp_name)
 
 
-MERGE_MUST_MATCH = ("profile", "questions", "suite_commit", "scenario_hashes", "rtt_ms")
+MERGE_MUST_MATCH = (
+    "profile", "questions", "suite_commit", "scenario_hashes", "rtt_ms",
+    "harness_hash", "python", "sqlalchemy", "injected_slowdown", "injected_work",
+)  # fmt: skip
 """What result files must share to be joined: the same benchmarks of the same code."""
 
 
@@ -394,6 +397,9 @@ def merge_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
         backends=tuple(backends[n] for n in names),
         failures=tuple(f for i in infos for f in i.failures),
         skipped=tuple(s for i in infos for s in i.skipped),
+        # the counts come from the file that counted (merge_passes keeps them): so does
+        # what says how they were counted
+        counting=next((i.counting for i in reversed(infos) if i.counting), None),
     )
     merged[RESULT_KEY] = info.to_json()
     return merged

@@ -305,11 +305,15 @@ def _counting_pass(
         context.counting = {"tool": tool.description, "benchmarks_counted": 0,
                             "error": "no question here is counted (pools never is)"}  # fmt: skip
         return {}
-    # too long to run under callgrind (from the timed pass): Python calls only
+    # too long to run under callgrind (from the timed pass): Python calls only. The counting
+    # processes go straight to the server: an injected latency is taken off each statement
+    rtt = context.rtt_ms / 1000
     long = [
         str(b["fullname"])
         for b in timed.get("benchmarks", [])
-        if float(b["stats"]["median"]) > counting.INSTRUCTIONS_CAP_S
+        if float(b["stats"]["median"])
+        - rtt * float((b.get("extra_info") or {}).get("statements") or 0)
+        > counting.INSTRUCTIONS_CAP_S
     ]
     print(f"counting pass: {tool.description}", file=sys.__stderr__, flush=True)
     args = [
