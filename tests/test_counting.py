@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -204,3 +206,39 @@ def test_cpu_work_added_inside_the_driver_fails_the_gate_and_same_code_passes(
     }
     assert {"test_engines[psycopg-core-pk_lookup]", "test_engines[psycopg-raw-pk_lookup]"} <= named
     assert "instructions" in worse.stdout
+
+
+@needs_valgrind
+def test_a_killed_run_takes_its_counting_process_with_it(tmp_path: Path) -> None:
+    """SIGKILL gives the run no chance to stop its children: the counting process (its own
+    session, so a terminal's Ctrl-C does not reach it) must still not outlive it, re-seeding
+    tables after the run's lock is gone."""
+    import signal
+    import time
+    import uuid
+
+    from test_faults import processes_of
+
+    marker = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k != "SQLABENCH_POSTGRES_URL"}
+    env.update(SQLABENCH_FAULT_TRIAL=marker, XDG_DATA_HOME=str(tmp_path / "data"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sqlabench", "run", "engines", "loading", "--profile", "smoke",
+         "-b", "sqlite", "-b", "aiosqlite", "--instructions", "--out", str(tmp_path / "out")],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("counting py_calls ["):
+            break
+    else:
+        pytest.fail(f"no counting pass (exit {process.wait()})")
+    time.sleep(0.5)
+    assert any("pytest" in p for p in processes_of(marker))  # the counting child runs
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # at once: left alone, this counting process would run for many seconds more
+    deadline = time.monotonic() + 2
+    while processes_of(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_of(marker) == []
