@@ -4,7 +4,7 @@ The gate's first evidence is what the machine's noise cannot move. Any increase 
 database work an operation does (`statements`, `rows`, `rows_fetched`) is a regression.
 With `run --instructions` on both sides, each operation's client instructions and Python
 calls are compared too: an increase beyond what separate processes of the same code show
-(`COUNT_TOLERANCE`, measured) is a regression, named with the counts.
+(`tolerance`, from measured A/A spread) is a regression, named with the counts.
 
 Wall time is compared and reported for every benchmark, but it gates only where the test
 can separate a change from this machine's 10-25% drift between processes: runs measured as
@@ -28,8 +28,11 @@ Never touches a database; the result files are all it reads.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -47,11 +50,37 @@ MIN_FOR_POOLING = 8
 """Benchmarks needed before their shared drift and their spread are estimated together."""
 COUNTED = ("statements", "rows", "rows_fetched")
 """Per-operation counts of database work: any increase is a regression."""
-COUNT_TOLERANCE: dict[str, float] = {"instructions": 0.05, "py_calls": 0.0}
-"""Counts from the counting pass (`run --instructions`) and the relative increase each may
-show before it is a regression. Derived from measured A/A spread, never guessed: see
-`AA_COUNTS` and docs/methodology.md (tests/test_compare.py checks them against it)."""
-AA_COUNTS = "results/counts-aa.json"
+COUNTS = ("instructions", "py_calls")
+"""Counts from the counting pass (`run --instructions`), compared within a tolerance."""
+AA_COUNTS = "counts_aa.json"
+"""The largest change between two counting passes of the same code, per count and
+question/mode (shipped with the package; written by scripts/calibrate_counts.py from the A/A
+pair whose full report is results/counts-aa.json)."""
+TOLERANCE_MARGIN = 1.5
+TOLERANCE_STEP = 0.005
+"""A tolerance is the A/A spread times the margin, rounded up to the step (at least one
+step): a change of an exact count (sync Python calls: 0 in A/A) beyond half a per cent is
+real."""
+
+
+@functools.cache
+def aa_spread() -> dict[str, dict[str, float]]:
+    """The measured A/A spread, per count and question/mode."""
+    data = json.loads(resources.files("sqlabench").joinpath(AA_COUNTS).read_text())
+    return {k: dict(v) for k, v in data["max_abs_change"].items()}
+
+
+def tolerance(key: str, bench: BenchmarkResult) -> float:
+    """How much `key` may move between processes of the same code, for this benchmark's
+    question and mode (a group never measured takes the largest of its count)."""
+    spread = aa_spread().get(key, {})
+    seen = spread.get(f"{bench.question}/{bench.extra_info.get('mode')}")
+    if seen is None:
+        seen = max(spread.values(), default=0.0)
+    steps = math.ceil(round(seen * TOLERANCE_MARGIN / TOLERANCE_STEP, 6))
+    return max(1, steps) * TOLERANCE_STEP
+
+
 VERDICTS = (
     "failed", "more-work", "slower", "slower-ungated",
     "less-work", "faster", "faster-ungated", "unchanged",
@@ -296,7 +325,7 @@ def count_changes(
     """More work, less work (each as readable reasons), and whether the CPU counts compared.
 
     Database work (`COUNTED`) is exact: any increase is more work. Instructions and Python
-    calls per operation may move by their `COUNT_TOLERANCE` between processes of the same
+    calls per operation may move by their `tolerance` between processes of the same
     code; beyond it, either way, the change is real.
     """
     more: list[str] = []
@@ -306,13 +335,13 @@ def count_changes(
         if before is not None and after is not None and after != before:
             (more if after > before else less).append(f"{key} {before:g} → {after:g}")
     compared = False
-    for key, tolerance in COUNT_TOLERANCE.items():
+    for key in COUNTS:
         before, after = _count(base, key), _count(current, key)
         if before is None or after is None or before == 0:
             continue
         compared = True
         change = after / before - 1
-        if abs(change) > tolerance and after != before:
+        if abs(change) > tolerance(key, current) and after != before:
             reason = f"{key} {before:,.0f} → {after:,.0f} ({change:+.1%})"
             (more if change > 0 else less).append(reason)
     return tuple(more), tuple(less), compared
@@ -471,7 +500,7 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
             "10-25% (the counts from run --instructions are the gate's evidence; for wall "
             "time use scripts/bench_pr.py)"
         )
-    for key in COUNT_TOLERANCE:
+    for key in COUNTS:
         lost = [b.name for b, c in pairs if _count(b, key) is not None and _count(c, key) is None]
         if lost:
             warnings.append(
