@@ -216,7 +216,9 @@ def install_base(tree: Path, ref: str, logs: Path) -> list[str]:
         for step in (
             [sys.executable, "-m", "venv", str(venv)],
             [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-             "--quiet", "-e", str(tree)],
+             # the embedded server is an extra since 5126284: without it a base run with no
+             # PostgreSQL URL fails (pip only warns about the extra on an older base)
+             "--quiet", "-e", f"{tree}[embedded]"],
         ):  # fmt: skip
             if subprocess.run(step, stdout=fh, stderr=subprocess.STDOUT, cwd=tree).returncode:
                 raise BadInput(f"cannot install the base {ref} into a venv (see {log})")
