@@ -33,6 +33,7 @@ from sqlabench.errors import SqlabenchError
 
 MAX_RTT_MS = 1000.0
 TOLERANCE = 0.25
+PATH_ATTEMPTS = 3
 PROBES = 300
 CHUNK = 1 << 20
 SPIN = 0.0001
@@ -134,17 +135,22 @@ def injected_latency(
     proxy = LatencyProxy(target, max(0.0, rtt_ms - overhead) / 2)
     try:
         proxied = proxy.start()
-        measured = measure_path(target, proxied, rtt_ms)
-        measured = PathMeasurement(
-            rtt_ms, measured.measured_ms, measured.base_ms, round(overhead, 4)
-        )
-        added = measured.added_ms
-        if abs(added - rtt_ms) > TOLERANCE * rtt_ms:
+        # a load spike on a shared machine can spoil one measurement (CI saw 2.9 ms for 2):
+        # the path is measured again before the run is refused
+        for _ in range(PATH_ATTEMPTS):
+            measured = measure_path(target, proxied, rtt_ms)
+            measured = PathMeasurement(
+                rtt_ms, measured.measured_ms, measured.base_ms, round(overhead, 4)
+            )
+            added = measured.added_ms
+            if abs(added - rtt_ms) <= TOLERANCE * rtt_ms:
+                break
+        else:
             raise SqlabenchError(
                 f"asked for {rtt_ms:g} ms of round-trip latency but the path adds "
                 f"{added:.3f} ms (measured {measured.measured_ms:.3f} ms, "
-                f"{measured.base_ms:.3f} ms without the proxy): more than "
-                f"{TOLERANCE:.0%} off, so no numbers were taken"
+                f"{measured.base_ms:.3f} ms without the proxy) in {PATH_ATTEMPTS} "
+                f"measurements: more than {TOLERANCE:.0%} off, so no numbers were taken"
             )
         yield proxied, measured
     finally:
