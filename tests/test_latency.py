@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import run_cli
+from conftest import run_cli, skip_if_path_unholdable
 from sqlabench.backends import PostgresTarget, parse_postgres_url
 from sqlabench.errors import SqlabenchError
 from sqlabench.latency import TOLERANCE, check_rtt, injected_latency, upstream_of
@@ -29,8 +30,17 @@ def test_upstream_is_the_socket_or_the_host() -> None:
 
 
 def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> None:
+    """Every round trip through the proxy carries the delay, and the measured path is within
+    the run's tolerance. When the proxy cannot hold 2 ms on this machine right now (it
+    over-delays under load, #18), the run refuses to start, which is the product's guard: the
+    test then skips, saying so, rather than fail CI on the machine's state."""
     target = PostgresTarget(parse_postgres_url(postgres_url), embedded=False)
-    with injected_latency(target, 2.0) as (proxied, measured):
+    with contextlib.ExitStack() as stack:
+        try:
+            proxied, measured = stack.enter_context(injected_latency(target, 2.0))
+        except SqlabenchError as refused:
+            skip_if_path_unholdable(str(refused))
+            raise
         assert measured is not None
         assert abs(measured.added_ms - 2.0) <= TOLERANCE * 2.0
         assert proxied.url.host == "127.0.0.1" and proxied.url.port
@@ -64,6 +74,7 @@ def test_lazy_loading_pays_the_latency_on_every_statement(tmp_path: Path) -> Non
         "run", "loading", "--profile", "quick", "-b", "psycopg", "-b", "sqlite",
         "--rtt-ms", "2", "-k", "lazy and one_to_many", "--out", str(tmp_path),
     )  # fmt: skip
+    skip_if_path_unholdable(done.stderr)
     assert done.returncode == 0, done.stderr
     assert "SQLite backends are unaffected" in done.stdout
     [path] = tmp_path.glob("*.json")
