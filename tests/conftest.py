@@ -108,18 +108,3 @@ def pg_connect():  # type: ignore[no-untyped-def]
         return _connect(url, url.database)
 
     return connect
-
-
-UNHOLDABLE_PATH = "more than 25% off, so no numbers were taken"
-
-
-def skip_if_path_unholdable(stderr: str) -> None:
-    """Skip a test whose subject is not the latency proxy when the run refused to start
-    because the proxy could not hold its RTT in three measurements. On a loaded 2-core
-    machine it sometimes cannot (CI saw 3.4 ms for 2 ms asked): issue #18's proxy.
-    tests/test_latency.py's accuracy test still fails on it."""
-    if UNHOLDABLE_PATH in stderr:
-        pytest.skip(
-            "the latency proxy could not hold the asked RTT on this machine now "
-            "(the proxy's accuracy under load is #18): " + stderr.strip()[-160:]
-        )

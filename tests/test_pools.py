@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from conftest import load_scenario, run_cli
 from sqlabench.backends import REGISTRY, PostgresTarget, parse_postgres_url
@@ -69,6 +72,28 @@ def test_checkout_timeouts_are_counted_not_raised(pools_database: PostgresTarget
     assert all(w <= lat for w, lat in zip(load.waits, load.latencies, strict=True))
 
 
+def test_client_cpu_counts_every_client_thread(pools_database: PostgresTarget) -> None:
+    """Each statement burns 2 ms of CPU in whichever client thread runs it: the load's CPU
+    time holds all of it (a measure of the calling thread alone would see a quarter)."""
+    point = pools.Point(4, 0, 4)
+
+    def burn(*_: object) -> None:
+        until = time.thread_time() + 0.002
+        while time.thread_time() < until:
+            pass
+
+    with contextlib.ExitStack() as stack:
+        engine = sync_engine(
+            REGISTRY["psycopg"], pools_database, StatementCounter(), stack,
+            **pools.pool_options(point),
+        )  # fmt: skip
+        event.listen(engine, "before_cursor_execute", burn)
+        load = pools.sync_load(engine, point, requests=5)
+    assert load.errors == [] and load.completed == 20
+    burnt = 20 * pools.STATEMENTS_PER_REQUEST * 0.002
+    assert burnt <= load.cpu <= 2 * load.duration  # two cores at most
+
+
 def test_pools_end_to_end(tmp_path: Path) -> None:
     done = run_cli(
         "run", "pools", "--profile", "smoke", "--out", str(tmp_path),
@@ -85,6 +110,7 @@ def test_pools_end_to_end(tmp_path: Path) -> None:
         lat = info["latency_ms"]
         assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert info["throughput_rps"] > 0 and info["connections"] >= 1
+        assert 0 < info["client_cpu"] <= os.cpu_count()  # type: ignore[operator]
         assert info["pool_wait_ms"]["p50"] <= info["pool_wait_ms"]["p99"]
         if info["pool_class"] == "QueuePool" and info["pool_timeout"] >= 30:
             assert info["timeouts"] == 0

@@ -34,7 +34,7 @@ from sqlabench.backends import (
 )
 from sqlabench.database import prepare_postgres
 from sqlabench.errors import SqlabenchError
-from sqlabench.latency import PathMeasurement
+from sqlabench.latency import TOLERANCE, InjectedPath
 from sqlabench.masking import mask_text
 from sqlabench.measure import injected_slowdown, injected_work_fraction
 from sqlabench.questions import PROFILES, discover, harness_hash
@@ -55,6 +55,7 @@ __all__ = [
     "pytest_benchmark_update_json",
     "pytest_collection_finish",
     "pytest_configure",
+    "pytest_runtest_call",
     "pytest_runtest_makereport",
     "pytest_runtest_protocol",
     "pytest_sessionfinish",
@@ -77,7 +78,7 @@ class RunContext:
         postgres_version: str | None = None,
         rtt_ms: float = 0.0,
         postgres_direct: PostgresTarget | None = None,
-        path: PathMeasurement | None = None,
+        path: InjectedPath | None = None,
     ) -> None:
         self.backends = backends
         self.profile = profile
@@ -194,8 +195,8 @@ class RunContext:
             backends=self.backend_info(),
             rtt_ms=self.rtt_ms,
             repeat=self.repeat,
-            rtt_measured_ms=self.path.measured_ms if self.path else None,
-            rtt_base_ms=self.path.base_ms if self.path else None,
+            rtt_measured_ms=self.path.measured.measured_ms if self.path else None,
+            rtt_base_ms=self.path.measured.base_ms if self.path else None,
             scenario_hashes=hashes,
             harness_hash=harness_hash(),
             failures=tuple(self.failures),
@@ -309,6 +310,38 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     context_of(session.config).total = len(session.items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Through injected latency, record the round-trip delay the benchmark really saw.
+
+    The path is measured before the run on one idle connection; under a benchmark's own load
+    (many connections, a busy machine) it can drift. The proxy keeps the added delay of every
+    request/reply pair; a benchmark whose median is off the asked RTT by more than the run's
+    tolerance fails, saying so: its numbers would answer a question nobody asked.
+    """
+    path = context_of(item.config).path
+    if path is None:
+        return (yield)
+    path.proxy.seen()  # forget what came before this benchmark
+    outcome = yield
+    seen = path.proxy.seen()
+    if not seen.get("round_trips"):
+        return outcome  # nothing went through the proxy (a SQLite backend)
+    bench = getattr(item, "funcargs", {}).get("benchmark")
+    if bench is not None:
+        bench.extra_info["rtt_seen_ms"] = {
+            key: seen[key] for key in ("p50", "p99", "max", "round_trips")
+        }
+    asked = path.measured.asked_ms
+    if abs(seen["p50"] - asked) > TOLERANCE * asked:
+        raise AssertionError(
+            f"the latency path was off: round trips through it added a median of "
+            f"{seen['p50']:.3f} ms (p99 {seen['p99']:.3f}) for {asked:g} ms asked, more than "
+            f"{TOLERANCE:.0%} off, so this benchmark's numbers are not kept"
+        )
+    return outcome
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -221,14 +221,15 @@ def _start(
     rtt_ms: float,
 ) -> RunContext:
     """Start what the run needs (PostgreSQL, its lock, the latency proxy) onto `stack`."""
-    postgres = proxied = version = latency_path = None
+    postgres = version = latency_path = None
     if any(b.server == "postgresql" for b in backends):
         postgres = stack.enter_context(postgres_target(postgres_url))
         stack.enter_context(exclusive_use(postgres))
         version = prepare_postgres(postgres)
-        proxied, latency_path = stack.enter_context(injected_latency(postgres, rtt_ms))
+        latency_path = stack.enter_context(injected_latency(postgres, rtt_ms))
     context = RunContext(
-        backends, profile, postgres_url, proxied, version,
+        backends, profile, postgres_url,
+        latency_path.target if latency_path else postgres, version,
         rtt_ms=rtt_ms, postgres_direct=postgres if latency_path else None,
         path=latency_path,
     )  # fmt: skip

@@ -189,6 +189,8 @@ class Load:
     """What one round of the closed loop did."""
 
     duration: float = 0.0
+    cpu: float = 0.0
+    """CPU time the client process used meanwhile, every thread's (the server's is not in it)."""
     latencies: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     timeouts: int = 0
@@ -251,7 +253,7 @@ def sync_load(engine: Engine, point: Point, requests: int) -> Load:
             load.timeouts += len(gave_up)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(point.concurrency)]
-    started = clock()
+    cpu_started, started = time.process_time(), clock()
     try:
         for t in threads:
             t.start()
@@ -262,7 +264,7 @@ def sync_load(engine: Engine, point: Point, requests: int) -> Load:
         # wait forever and keep the process from exiting
         start_together.abort()
         raise
-    load.duration = clock() - started
+    load.duration, load.cpu = clock() - started, time.process_time() - cpu_started
     return load
 
 
@@ -294,9 +296,9 @@ async def async_load(engine: AsyncEngine, point: Point, requests: int) -> Load:
             load.latencies.append(clock() - begun)
             load.written[uid] = name
 
-    started = clock()
+    cpu_started, started = time.process_time(), clock()
     await asyncio.gather(*(client(i) for i in range(point.concurrency)))
-    load.duration = clock() - started
+    load.duration, load.cpu = clock() - started, time.process_time() - cpu_started
     return load
 
 
@@ -382,6 +384,9 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     wait_ms = percentiles_ms(waits)
     benchmark.extra_info.update(
         throughput_rps=round(float(np.median([ld.completed / ld.duration for ld in loads])), 1),
+        # cores the client used: near 1 for a sync engine (one GIL) or an event loop, and the
+        # point measures the client's limit, not the pool's
+        client_cpu=round(float(np.median([ld.cpu / ld.duration for ld in loads])), 3),
         latency_ms=percentiles_ms(latencies),
         pool_wait_ms={
             "p50": wait_ms["p50"],
