@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -16,7 +19,13 @@ from sqlalchemy.engine import make_url
 from conftest import run_cli
 from sqlabench.backends import PostgresTarget, parse_postgres_url
 from sqlabench.errors import SqlabenchError
-from sqlabench.latency import TOLERANCE, check_rtt, injected_latency, upstream_of
+from sqlabench.latency import (
+    TOLERANCE,
+    LatencyProxy,
+    check_rtt,
+    injected_latency,
+    upstream_of,
+)
 
 
 def test_rtt_must_be_a_sane_number() -> None:
@@ -114,6 +123,49 @@ def test_a_new_connection_pays_the_tcp_handshake(postgres_url: str) -> None:
             with psycopg.connect(dsn, autocommit=True, sslmode="disable", gssencmode="disable"):
                 took.append((time.perf_counter() - start) * 1e3)
     assert min(took) >= 2 * rtt * 0.97, took
+
+
+def test_an_idle_proxy_uses_no_cpu_after_connections_end_in_every_way(
+    postgres_url: str,
+) -> None:
+    """At a real-time priority a loop that spins takes a whole core from the benchmark:
+    after clients that quit cleanly, hang up mid-request, reset, or never send a byte, the
+    proxy must be asleep."""
+    target = PostgresTarget(parse_postgres_url(postgres_url), embedded=False)
+    proxy = LatencyProxy(target, 0.5)
+    proxied = proxy.start()
+    try:
+        address = ("127.0.0.1", proxied.url.port)
+        for _ in range(3):
+            with psycopg.connect(proxied.dsn(), autocommit=True) as conn:
+                conn.execute("SELECT 1")
+            silent = socket.create_connection(address)
+            silent.close()
+            half = socket.create_connection(address)
+            half.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")  # SSLRequest
+            half.shutdown(socket.SHUT_WR)
+            half.recv(1)
+            half.close()
+            reset = socket.create_connection(address)
+            reset.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
+            reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset.close()
+        time.sleep(0.5)
+        assert proxy._process is not None
+        pid = proxy._process.pid
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        assert cpu_seconds(pid) - before < 0.05
+        # and it still serves
+        with psycopg.connect(proxied.dsn(), autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        proxy.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_no_proxy_without_latency(postgres_url: str) -> None:

@@ -348,12 +348,28 @@ class _DelayLoop:
                         self._flush(draining)
                     if mask & ~select.EPOLLOUT and (reading := self.reading_from.get(fd)):
                         self._read(reading)
+                        if mask & (select.EPOLLHUP | select.EPOLLERR):
+                            self._hung_up(fd, reading, mask)
             self._release(clock)
+
+    def _hung_up(self, fd: int, reading: _Direction, mask: int) -> None:
+        """epoll reports a hang-up or an error whether asked or not, every time it is asked:
+        a socket that can give or take nothing more must leave it, or the loop would spin
+        (at a real-time priority, a whole core)."""
+        if reading.link.dead:
+            return
+        if mask & select.EPOLLERR:
+            self._close(reading.link)
+        elif reading.read_done and fd in self.watched:
+            # both ways shut: what it sent is read, what it was owed was sent or is lost
+            with contextlib.suppress(OSError):
+                self.poller.unregister(fd)
+            del self.watched[fd]
 
     def _watch(self, sock: socket.socket) -> None:
         """Ask epoll for what the socket's two directions need now: reading, writing, both."""
         fd = sock.fileno()
-        if fd < 0:
+        if fd < 0 or fd not in self.watched:
             return
         reading, writing = self.reading_from.get(fd), self.writing_to.get(fd)
         mask = (select.EPOLLIN if reading is not None and reading.reading else 0) | (
