@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 import pytest
 
 from conftest import run_cli
-from sqlabench import plot, report, results
+from sqlabench import plot, report, results, summary
 from test_results import make_result
 
 BACKENDS = [
@@ -240,3 +240,86 @@ def test_run_with_report_writes_the_charts_and_report_of_that_run(tmp_path: Path
     assert (tmp_path / "latest" / "report.md").is_file()
     assert is_png(tmp_path / "latest" / "engines.png")
     assert "wrote " in done.stdout and "report.md" in done.stdout
+
+
+def pool_point(
+    size: int, concurrency: int, rounds: list[float], backend: str = "psycopg", **info: Any
+) -> dict[str, Any]:
+    rounds = sorted(rounds)
+    return bench(
+        f"test_pools[{backend}-pool{size}+0-c{concurrency}]", concurrency / rounds[1], size,
+        question="pools", backend=backend, mode="sync", pool_class="QueuePool", pool_size=size,
+        max_overflow=0, pool_timeout=30.0, concurrency=concurrency,
+        throughput_rps=rounds[len(rounds) // 2], throughput_rps_rounds=rounds,
+        latency_ms={"p50": 10.0, "p95": 12.0, "p99": 15.0},
+        pool_wait_ms={"p50": 0.0, "p99": 1.0, "total_per_round": 2.0},
+        timeouts=0, connections=min(size, concurrency), statements=2,
+        **{"client_cpu": 0.5, **info},
+    )  # fmt: skip
+
+
+def pools_result(points: list[dict[str, Any]]) -> results.ResultFile:
+    data = make_result(questions=["pools"], backends=[b.__dict__ for b in BACKENDS])
+    data["benchmarks"] = points
+    return results.parse(data, "synthetic")
+
+
+def test_the_pools_answer_names_the_smallest_pool_within_the_noise_of_the_best() -> None:
+    """Pool 5 serves 700 requests/s and pool 20 720, both within 3% over their rounds: the
+    answer is any pool of 5 or more, not "pool 20 is best"."""
+    result = pools_result(
+        [
+            pool_point(1, 16, [98, 100, 102]),
+            pool_point(5, 16, [680, 700, 720]),
+            pool_point(20, 16, [700, 720, 740]),
+        ]
+    )
+    [curve] = summary.pool_curves(result)
+    assert curve.knee == 5 and curve.tolerance == pytest.approx(0.05)
+    # Little's law from the smallest pool's own time (10 ms, no wait): 5 / 10 ms, 16 / 10 ms
+    assert curve.expected_rps(5) == pytest.approx(500) and curve.expected_rps(20) == 1600
+    answer = report.pools_answer(result)
+    assert "on psycopg any pool of 5 or more serves within 5% of the best (720 requests/s)" in (
+        answer
+    )
+    assert "pool 1: 100, 86% less" in answer
+
+
+def test_a_difference_larger_than_the_noise_separates_pools() -> None:
+    """Pool 5 is 11% below pool 20 and its rounds spread 6%: pool 5 is not enough, and with
+    16 clients pool 20 is a connection per client."""
+    result = pools_result(
+        [
+            pool_point(1, 16, [98, 100, 102]),
+            pool_point(5, 16, [600, 640, 680]),
+            pool_point(20, 16, [700, 720, 740]),
+        ]
+    )
+    answer = report.pools_answer(result)
+    assert "only a connection per client (pool 20) served within 6% of the best" in answer
+    assert "pool 5: 640, 11% less" in answer
+
+
+def test_a_difference_inside_the_noise_does_not() -> None:
+    """The same medians, but pool 5's rounds spread 22%: the data cannot tell 5 from 20."""
+    result = pools_result(
+        [
+            pool_point(1, 16, [98, 100, 102]),
+            pool_point(5, 16, [500, 640, 780]),
+            pool_point(20, 16, [700, 720, 740]),
+        ]
+    )
+    assert "any pool of 5 or more serves within 22% of the best" in report.pools_answer(result)
+
+
+def test_throughput_still_rising_at_the_largest_pool_is_said() -> None:
+    result = pools_result(
+        [
+            pool_point(1, 64, [98, 100, 102]),
+            pool_point(5, 64, [440, 450, 460]),
+            pool_point(20, 64, [1380, 1400, 1420], client_cpu=0.97),
+        ]
+    )
+    answer = report.pools_answer(result)
+    assert "throughput still rose at the largest pool measured (20: 1,400 requests/s" in answer
+    assert "a larger pool may serve more (client-bound" in answer

@@ -449,12 +449,15 @@ class _DelayLoop:
             link = direction.link
             if link.dead:
                 continue
-            hold = clock() - arrived
+            now = clock()
+            hold = now - arrived
             if not data:
                 direction.closing = True
             elif direction.upward:
                 if link.request_hold is None:
-                    link.request_hold = hold
+                    # the handshake's round trip is the connection's, not this request's:
+                    # counted from when a client's connect() would have returned
+                    link.request_hold = now - max(arrived, link.opened + 2 * self.delay)
             elif link.request_hold is not None:
                 if len(self.added) < _STATS_KEPT:
                     self.added.append(link.request_hold + hold)

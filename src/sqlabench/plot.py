@@ -360,79 +360,90 @@ def loading_figure(result: ResultFile, backend: str) -> Figure | None:
 
 
 def pools_figure(result: ResultFile) -> Figure | None:
-    # the short-timeout point is a failure demonstration, not a configuration to compare
-    benches = [
-        b for b in _benches(result, "pools") if float(b.extra_info.get("pool_timeout", 30)) >= 1
-    ]
-    if not benches:
+    """Small multiples: a column per concurrency, throughput (top) and p99 (bottom) against
+    pool size, a line per backend with its rounds' range; Little's law's expectation dashed
+    beside it, the knee ringed, NullPool as a dotted level, client-bound points crossed."""
+    curves = summary.pool_curves(result)
+    if not curves:
         return None
     plt = _pyplot()
-    backends = order((b.backend for b in benches), BACKEND_ORDER)
-    sizes = sorted(
-        {int(b.extra_info["pool_size"]) for b in benches if b.extra_info.get("pool_size")}
-    )
-    overflows = sorted({int(b.extra_info.get("max_overflow") or 0) for b in benches})
+    concurrencies = sorted({c.concurrency for c in curves})
+    backends = order((c.backend for c in curves), BACKEND_ORDER)
     fig, axes = plt.subplots(
-        2, len(backends), figsize=(4.2 * len(backends) + 1.2, 6.6), squeeze=False, sharex=True
-    )
-    styles = ("-", "--", ":", "-.")
-    for column, backend in enumerate(backends):
-        lines: dict[str, list[BenchmarkResult]] = defaultdict(list)
-        for b in benches:
-            if b.backend == backend:
-                label = summary.pool_label(b.extra_info)
-                lines[label if label == "NullPool" else f"pool {label}"].append(b)
-        for name, points in lines.items():
-            points.sort(key=lambda b: int(b.extra_info["concurrency"]))
-            xs = [int(b.extra_info["concurrency"]) for b in points]
-            first = points[0].extra_info
-            if name == "NullPool":
-                style = {"color": "#000000", "linestyle": ":", "marker": "x"}
-            else:
-                index = sizes.index(int(first["pool_size"]))
-                style = {
-                    "color": OKABE_ITO[index % 8],
-                    "linestyle": styles[overflows.index(int(first.get("max_overflow") or 0)) % 4],
-                    "marker": MARKERS[index % len(MARKERS)],
-                }
-            throughput = [float(b.extra_info["throughput_rps"]) for b in points]
-            p99 = [float(b.extra_info["latency_ms"]["p99"]) for b in points]
-            axes[0][column].plot(xs, throughput, label=name, markersize=4, **style)
-            axes[1][column].plot(xs, p99, label=name, markersize=4, **style)
-        axes[0][column].set_title(_backend_label(result, backend, " "))
-        axes[0][column].set_ylabel("throughput (requests/s)")
-        axes[1][column].set_ylabel("p99 latency (ms, log)")
-        axes[1][column].set_yscale("log")
-        _plain_log_ticks(axes[1][column].yaxis)
-        axes[1][column].set_xlabel("concurrent clients (log)")
-        for row in (0, 1):
-            axes[row][column].set_xscale("log", base=2)
-            concurrency = sorted({int(b.extra_info["concurrency"]) for b in benches})
-            axes[row][column].set_xticks(concurrency, [str(c) for c in concurrency])
-        axes[0][column].set_ylim(bottom=0)
+        2, len(concurrencies), figsize=(3.6 * len(concurrencies) + 1.8, 6.4),
+        squeeze=False, sharex=True,
+    )  # fmt: skip
+    sizes = sorted({size for c in curves for size in c.sizes})
+    for column, concurrency in enumerate(concurrencies):
+        top, bottom = axes[0][column], axes[1][column]
+        for curve in (c for c in curves if c.concurrency == concurrency):
+            index = backends.index(curve.backend)
+            colour, marker = OKABE_ITO[index % 8], MARKERS[index % len(MARKERS)]
+            xs = list(curve.sizes)
+            ys = list(curve.throughput)
+            errors = [
+                [y - low for y, low in zip(ys, curve.low, strict=True)],
+                [high - y for y, high in zip(ys, curve.high, strict=True)],
+            ]
+            top.errorbar(
+                xs, ys, yerr=errors, color=colour, marker=marker, markersize=4, capsize=2,
+                label=_backend_label(result, curve.backend, " "),
+            )  # fmt: skip
+            if curve.service_ms:
+                dense = sorted({*range(1, max(sizes) + 1)})
+                expected = [curve.expected_rps(k) or 0.0 for k in dense]
+                top.plot(dense, expected, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+            knee = curve.sizes.index(curve.knee)
+            top.plot(
+                [curve.knee], [curve.throughput[knee]], marker="o", markersize=11,
+                markerfacecolor="none", markeredgecolor=colour, linestyle="none",
+            )  # fmt: skip
+            for x, y, bound in zip(xs, ys, curve.client_bound, strict=True):
+                if bound:
+                    top.plot([x], [y], marker="x", color="#000000", markersize=7)
+            if curve.null_rps is not None:
+                top.axhline(curve.null_rps, color=colour, linestyle=":", linewidth=1)
+            bottom.plot(xs, curve.p99_ms, color=colour, marker=marker, markersize=4)
+        top.set_title(f"{concurrency} concurrent clients", fontsize=9)
+        top.set_ylim(bottom=0)
+        bottom.set_yscale("log")
+        _plain_log_ticks(bottom.yaxis)
+        bottom.set_xlabel("pool_size (log)")
+        for ax in (top, bottom):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sizes, [str(size) for size in sizes])
+            ax.axvline(concurrency, color="#999999", linewidth=0.6)
+    axes[0][0].set_ylabel("throughput (requests/s)")
+    axes[1][0].set_ylabel("p99 latency (ms, log)")
+    from matplotlib.lines import Line2D
+
     handles, labels = axes[0][0].get_legend_handles_labels()
-    legend_order = sorted(
-        range(len(labels)), key=lambda i: (labels[i] == "NullPool", _pool_key(labels[i]))
-    )
+    for column in range(1, len(concurrencies)):
+        more, names = axes[0][column].get_legend_handles_labels()
+        for handle, name in zip(more, names, strict=True):
+            if name not in labels:
+                handles.append(handle)
+                labels.append(name)
+    key = [
+        (Line2D([], [], color="#555555", linestyle="--"), "Little's law"),
+        (Line2D([], [], color="#555555", linestyle=":"), "NullPool"),
+        (Line2D([], [], marker="o", markersize=9, markerfacecolor="none",
+                markeredgecolor="#555555", linestyle="none"), "knee"),
+        (Line2D([], [], marker="x", color="#000000", linestyle="none"), "client-bound"),
+        (Line2D([], [], color="#999999", linewidth=0.6), "pool = clients"),
+    ]  # fmt: skip
     fig.legend(
-        [handles[i] for i in legend_order], [labels[i] for i in legend_order],
-        loc="center right", frameon=False, fontsize=8, title="pool_size+max_overflow",
+        handles + [h for h, _ in key], labels + [n for _, n in key],
+        loc="center right", frameon=False, fontsize=8,
     )  # fmt: skip
     fig.suptitle(
-        "pools: throughput and p99 latency against concurrent clients, a line per pool\n"
-        "(latency includes the wait for a connection; every request loads and updates a row)",
+        "pools: throughput and p99 latency against pool size, a column per load; bars: the\n"
+        "rounds' range; knee: the smallest pool within the noise of the best (QueuePool, no "
+        "overflow)",
         x=0.01, ha="left", fontsize=10,
     )  # fmt: skip
-    _layout(fig, right=0.86)
+    _layout(fig, right=0.80)
     return cast("Figure", fig)
-
-
-def _pool_key(label: str) -> tuple[int, int]:
-    digits = label.removeprefix("pool ").split("+")
-    try:
-        return int(digits[0]), int(digits[1])
-    except (ValueError, IndexError):
-        return (10**6, 0)
 
 
 # --- bulk_insert ------------------------------------------------------------------------------

@@ -179,42 +179,51 @@ def bulk_insert_answer(result: ResultFile) -> str:
 
 
 def pools_answer(result: ResultFile) -> str:
-    benches = _verified([b for b in result.benchmarks if b.question == "pools"])
-    if not benches:
-        return "No verified pools result in this run."
-    concurrency = max(int(b.extra_info["concurrency"]) for b in benches)
+    """The pool size to pick, named only where the rounds separate it from smaller pools."""
+    curves = summary.pool_curves(result)
+    if not curves:
+        return "No verified pools result in this run (no pool served every request in time)."
+    concurrency = max(c.concurrency for c in curves)
     parts = []
-    for backend in plot.order({b.backend for b in benches}, plot.BACKEND_ORDER):
-        at = [
-            b
-            for b in benches
-            if b.backend == backend and int(b.extra_info["concurrency"]) == concurrency
-        ]
-        steady = [
-            b
-            for b in at
-            if not b.extra_info.get("timeouts") and b.extra_info.get("pool_class") != "NullPool"
-        ]
-        null = next((b for b in at if b.extra_info.get("pool_class") == "NullPool"), None)
-        if not steady:
-            continue
-        best = max(steady, key=lambda b: float(b.extra_info["throughput_rps"]))
-        info = best.extra_info
-        rps, p99 = float(info["throughput_rps"]), float(info["latency_ms"]["p99"])
-        part = (
-            f"on {backend} pool {info['pool_size']}+{info['max_overflow']} at "
-            f"{rps:,.0f} requests/s (p99 {p99:.1f} ms)"
+    for backend in plot.order({c.backend for c in curves}, plot.BACKEND_ORDER):
+        curve = next(
+            (c for c in curves if c.backend == backend and c.concurrency == concurrency), None
         )
-        if null is not None:
-            part += f" against NullPool's {float(null.extra_info['throughput_rps']):,.0f}"
+        if curve is None:
+            continue
+        at = curve.sizes.index(curve.knee)
+        rps = curve.throughput[at]
+        if len(curve.sizes) == 1:
+            part = f"on {backend} only pool {curve.knee} was measured ({rps:,.0f} requests/s)"
+        elif not curve.still_rising:
+            part = (
+                f"on {backend} any pool of {curve.knee} or more serves within "
+                f"{curve.tolerance:.0%} of the best ({curve.best:,.0f} requests/s)"
+            )
+            if at > 0:
+                part += _smaller(curve, at)
+        elif curve.knee >= concurrency:
+            part = (
+                f"on {backend} only a connection per client (pool {curve.knee}) served within "
+                f"{curve.tolerance:.0%} of the best, {rps:,.0f} requests/s" + _smaller(curve, at)
+            )
+        else:
+            part = (
+                f"on {backend} throughput still rose at the largest pool measured "
+                f"({curve.knee}: {rps:,.0f} requests/s" + _smaller(curve, at) + "): a larger "
+                "pool may serve more"
+            )
+        if curve.client_bound[at]:
+            part += " (client-bound: the client process used a whole core)"
+        if curve.null_rps is not None:
+            part += f"; NullPool {curve.null_rps:,.0f}"
         parts.append(part)
-    if not parts:
-        return "No pool served every request without timing out in this run."
-    return (
-        f"With {concurrency} concurrent clients {_where(result)}, the best pool was "
-        + "; ".join(parts)
-        + "."
-    )
+    return f"With {concurrency} concurrent clients {_where(result)}, " + "; ".join(parts) + "."
+
+
+def _smaller(curve: summary.PoolCurve, at: int) -> str:
+    size, rps = curve.sizes[at - 1], curve.throughput[at - 1]
+    return f"; pool {size}: {rps:,.0f}, {1 - rps / curve.throughput[at]:.0%} less"
 
 
 ANSWERS: dict[str, Callable[[ResultFile], str]] = {

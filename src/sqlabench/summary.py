@@ -6,6 +6,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlabench.results import BenchmarkResult, ResultFile
 
@@ -196,55 +197,174 @@ def pool_label(info: dict[str, object]) -> str:
     return label
 
 
+POOL_TOLERANCE = 0.05
+"""The least difference in throughput the pools answer reads as real, even when a point's
+rounds agree more closely than this."""
+CLIENT_BOUND = 0.9
+"""Cores of client CPU from which a point is marked client-bound: one GIL, one event loop."""
+
+
+@dataclass(frozen=True)
+class PoolCurve:
+    """Throughput against pool size (QueuePool, no overflow) at one backend and concurrency."""
+
+    backend: str
+    concurrency: int
+    sizes: tuple[int, ...]
+    throughput: tuple[float, ...]
+    """Median requests/s over the rounds, per size."""
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    """The slowest and fastest round, per size."""
+    p99_ms: tuple[float, ...]
+    client_bound: tuple[bool, ...]
+    service_ms: float | None
+    """One request's own time, without waiting for a connection: at the smallest pool, the
+    median latency less the median wait. Little's law then expects min(size, clients) /
+    service_ms requests per ms."""
+    null_rps: float | None
+    knee: int
+    """The smallest pool that serves within `tolerance` of the best."""
+    tolerance: float
+    """The noise allowed: the larger of POOL_TOLERANCE and the rounds' spread (half their range
+    over their median) at the best point and at the pool compared with it."""
+
+    def expected_rps(self, size: int) -> float | None:
+        if not self.service_ms:
+            return None
+        return min(size, self.concurrency) / self.service_ms * 1000
+
+    @property
+    def best(self) -> float:
+        return max(self.throughput)
+
+    @property
+    def still_rising(self) -> bool:
+        """Whether the largest pool measured is the only one within the noise of the best."""
+        return self.knee == self.sizes[-1] and len(self.sizes) > 1
+
+
+def _spread(info: dict[str, Any]) -> float:
+    rounds = [float(x) for x in info.get("throughput_rps_rounds") or []]
+    median = float(info.get("throughput_rps") or 0)
+    if len(rounds) < 2 or median <= 0:
+        return 0.0
+    return (max(rounds) - min(rounds)) / 2 / median
+
+
+def pool_curves(result: ResultFile) -> list[PoolCurve]:
+    """Per backend and concurrency, the verified steady points (no timeouts, no overflow)."""
+    groups: dict[tuple[str, int], list[BenchmarkResult]] = defaultdict(list)
+    nulls: dict[tuple[str, int], float] = {}
+    for b in result.benchmarks:
+        info = b.extra_info
+        if b.question != "pools" or not info.get("verified") or info.get("timeouts"):
+            continue
+        key = (b.backend, int(info["concurrency"]))
+        if info.get("pool_class") == "NullPool":
+            nulls[key] = float(info["throughput_rps"])
+        elif not info.get("max_overflow") and float(info.get("pool_timeout") or 30) >= 1:
+            groups[key].append(b)
+    curves = []
+    for (backend, concurrency), points in groups.items():
+        points.sort(key=lambda b: int(b.extra_info["pool_size"]))
+        infos = [b.extra_info for b in points]
+        rps = tuple(float(i["throughput_rps"]) for i in infos)
+        rounds = [
+            [float(x) for x in i.get("throughput_rps_rounds") or [r]]
+            for i, r in zip(infos, rps, strict=True)
+        ]
+        best = max(range(len(rps)), key=rps.__getitem__)
+
+        allowed = [max(POOL_TOLERANCE, _spread(infos[best]), _spread(i)) for i in infos]
+        knee = next(i for i in range(best + 1) if rps[i] >= rps[best] * (1 - allowed[i]))
+        # the noise the answer quotes: the knee's own margin, or, where the best is the knee,
+        # the margin the next smaller pool fell short of
+        tolerance = allowed[knee - 1 if knee == best and knee > 0 else knee]
+        # one request's own time where the fewest requests run at once: at more, they share
+        # the client's and the server's cores, and that shortfall is what the chart shows
+        smallest = infos[0]
+        service = float(smallest["latency_ms"]["p50"]) - float(smallest["pool_wait_ms"]["p50"])
+        curves.append(
+            PoolCurve(
+                backend=backend,
+                concurrency=concurrency,
+                sizes=tuple(int(i["pool_size"]) for i in infos),
+                throughput=rps,
+                low=tuple(min(r) for r in rounds),
+                high=tuple(max(r) for r in rounds),
+                p99_ms=tuple(float(i["latency_ms"]["p99"]) for i in infos),
+                client_bound=tuple(float(i.get("client_cpu") or 0) >= CLIENT_BOUND for i in infos),
+                service_ms=service if service > 0 else None,
+                null_rps=nulls.get((backend, concurrency)),
+                knee=int(infos[knee]["pool_size"]),
+                tolerance=tolerance,
+            )
+        )
+    return curves
+
+
 def pools_tables(result: ResultFile) -> list[Table]:
-    """Per backend and concurrency: the best pool, and the whole grid behind it."""
+    """Per backend and concurrency: the pool to pick, and the whole grid behind it."""
     benches = [b for b in result.benchmarks if b.question == "pools"]
     if not benches:
         return []
-    groups: dict[tuple[str, int], list[BenchmarkResult]] = defaultdict(list)
-    for b in benches:
-        groups[(b.backend, int(b.extra_info["concurrency"]))].append(b)
-    best_rows: list[tuple[str, ...]] = []
-    grid_rows: list[tuple[str, ...]] = []
-    for (backend, concurrency), group in groups.items():
-        steady = [
-            b for b in group if b.extra_info.get("verified") and not b.extra_info.get("timeouts")
-        ]
-        best = max(steady or group, key=lambda b: float(b.extra_info.get("throughput_rps", 0)))
-        info = best.extra_info
-        null = next((b for b in group if b.extra_info.get("pool_class") == "NullPool"), None)
-        best_rows.append(
+    pick_rows: list[tuple[str, ...]] = []
+    for curve in sorted(pool_curves(result), key=lambda c: (c.backend, c.concurrency)):
+        at = curve.sizes.index(curve.knee)
+        expected = curve.expected_rps(curve.knee)
+        pick_rows.append(
             (
-                backend, str(info.get("mode")), str(concurrency), pool_label(info),
-                f"{float(info['throughput_rps']):,.0f}",
-                f"{info['latency_ms']['p99']:.1f}",
-                f"{float(null.extra_info['throughput_rps']):,.0f}" if null else "-",
+                curve.backend, str(curve.concurrency), str(curve.knee),
+                f"{curve.throughput[at]:,.0f} ({curve.low[at]:,.0f} to {curve.high[at]:,.0f})",
+                f"{curve.tolerance:.0%}",
+                f"{expected:,.0f}" if expected else "-",
+                f"{curve.p99_ms[at]:.1f}",
+                "yes" if curve.client_bound[at] else "no",
+                f"{curve.null_rps:,.0f}" if curve.null_rps is not None else "-",
             )
         )  # fmt: skip
-        for b in sorted(group, key=lambda b: -float(b.extra_info.get("throughput_rps", 0))):
-            i = b.extra_info
-            lat, wait = i["latency_ms"], i["pool_wait_ms"]
-            grid_rows.append(
-                (
-                    backend, str(concurrency), pool_label(i),
-                    f"{float(i['throughput_rps']):,.0f}",
-                    f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['p99']:.1f}",
-                    f"{wait['p99']:.1f}", str(i.get("timeouts")), str(i.get("connections")),
-                    "yes" if i.get("verified") else "NO",
-                )
-            )  # fmt: skip
+    grid_rows: list[tuple[str, ...]] = []
+    ordered = sorted(
+        benches,
+        key=lambda b: (
+            b.backend,
+            int(b.extra_info["concurrency"]),
+            -float(b.extra_info.get("throughput_rps", 0)),
+        ),
+    )
+    for b in ordered:
+        i = b.extra_info
+        lat, wait = i["latency_ms"], i["pool_wait_ms"]
+        seen = i.get("rtt_seen_ms") or {}
+        grid_rows.append(
+            (
+                b.backend, str(i["concurrency"]), pool_label(i),
+                f"{float(i['throughput_rps']):,.0f}",
+                f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{wait['p99']:.1f}",
+                str(i.get("timeouts")), str(i.get("connections")),
+                f"{i['client_cpu']:.2f}" if "client_cpu" in i else "-",
+                f"{seen['p50']:.2f} / {seen['p99']:.2f}" if "p50" in seen else "-",
+                "yes" if i.get("verified") else "NO",
+            )
+        )  # fmt: skip
     return [
         Table(
-            "pools: the pool with the best throughput, per backend and concurrency",
-            ("backend", "mode", "clients", "best pool (size+overflow)", "requests/s",
-             "p99 ms", "NullPool req/s"),
-            best_rows,
-            ["Points whose checkouts timed out are not candidates for best."],
+            "pools: the smallest pool within the noise of the best, per backend and concurrency",
+            ("backend", "clients", "pool", "requests/s (rounds)", "noise", "Little's law",
+             "p99 ms", "client-bound", "NullPool req/s"),
+            pick_rows,
+            [
+                "QueuePool without overflow, points that served every request in time; noise: "
+                f"the rounds' spread, at least {POOL_TOLERANCE:.0%}; Little's law: "
+                "min(pool, clients) / one request's own time (at the smallest pool, latency "
+                f"less wait); client-bound: the client used {CLIENT_BOUND:g} core or more.",
+            ],
         ),
         Table(
             "pools: every grid point (latency includes the wait for a checkout)",
-            ("backend", "clients", "pool", "req/s", "p50 ms", "p95 ms", "p99 ms",
-             "wait p99 ms", "timeouts", "server conns", "verified"),
+            ("backend", "clients", "pool", "req/s", "p50 ms", "p99 ms", "wait p99 ms",
+             "timeouts", "server conns", "client cores", "RTT seen p50/p99 ms", "verified"),
             grid_rows,
         ),
     ]  # fmt: skip

@@ -384,6 +384,8 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     wait_ms = percentiles_ms(waits)
     benchmark.extra_info.update(
         throughput_rps=round(float(np.median([ld.completed / ld.duration for ld in loads])), 1),
+        # each round's: their spread is the point's noise, which the answer must not read into
+        throughput_rps_rounds=[round(ld.completed / ld.duration, 1) for ld in loads],
         # cores the client used: near 1 for a sync engine (one GIL) or an event loop, and the
         # point measures the client's limit, not the pool's
         client_cpu=round(float(np.median([ld.cpu / ld.duration for ld in loads])), 3),
