@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,12 @@ import pytest
 from sqlalchemy import event
 
 from conftest import load_scenario, run_cli
-from sqlabench.backends import REGISTRY, PostgresTarget, parse_postgres_url
+from sqlabench.backends import REGISTRY, PostgresTarget, engine_options, parse_postgres_url
 from sqlabench.database import prepare_postgres, seed, setup_engine
+from sqlabench.latency import injected_latency
 from sqlabench.measure import StatementCounter
 from sqlabench.models import DataSize
-from sqlabench.scenario import sync_engine
+from sqlabench.scenario import async_engine, sync_engine
 
 pools = load_scenario("pools")
 
@@ -92,6 +95,67 @@ def test_client_cpu_counts_every_client_thread(pools_database: PostgresTarget) -
     assert load.errors == [] and load.completed == 20
     burnt = 20 * pools.STATEMENTS_PER_REQUEST * 0.002
     assert burnt <= load.cpu <= 2 * load.duration  # two cores at most
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_connection_set_up_is_timed_apart_from_waiting(
+    pools_database: PostgresTarget, mode: str
+) -> None:
+    """Through a 10 ms path a new connection costs the TCP handshake and the start-up
+    exchange, two round trips: NullPool opens one per request and never waits for one, so
+    every checkout is set-up, and none of it is counted as waiting."""
+    point = pools.Point(None, 0, 4)
+    with injected_latency(pools_database, 10.0) as path, contextlib.ExitStack() as stack:
+        assert path is not None
+        tally = pools.ConnectionTally()
+        # no TLS negotiation: the set-up is then exactly the handshake and the start-up
+        sync_args = {**engine_options(REGISTRY["psycopg"])["connect_args"], "sslmode": "disable"}
+        options = {**pools.pool_options(point), "connect_args": sync_args}
+        if mode == "sync":
+            engine = sync_engine(
+                REGISTRY["psycopg"], path.target, StatementCounter(), stack, **options
+            )
+            tally.attach(engine)
+            load = pools.sync_load(engine, point, requests=3, tally=tally)
+        else:
+            options["connect_args"] = {
+                **engine_options(REGISTRY["asyncpg"])["connect_args"],
+                "ssl": False,
+            }
+
+            async def run() -> Any:
+                async with contextlib.AsyncExitStack() as astack:
+                    engine = await async_engine(
+                        REGISTRY["asyncpg"], path.target, StatementCounter(), astack, **options
+                    )
+                    tally.attach(engine)
+                    return await pools.async_load(engine, point, requests=3, tally=tally)
+
+            load = asyncio.run(run())
+    assert load.errors == [] and load.completed == 12
+    assert len(load.setups) == 12
+    assert min(load.setups) >= 2 * 0.010 * 0.95, load.setups
+    assert max(load.waits) < 0.005, load.waits
+
+
+def test_client_threads_start_before_the_timed_round(pools_database: PostgresTarget) -> None:
+    point = pools.Point(2, 0, 8)
+    counter = StatementCounter()
+    with contextlib.ExitStack() as stack:
+        engine = sync_engine(
+            REGISTRY["psycopg"], pools_database, counter, stack, **pools.pool_options(point)
+        )
+        load = pools.SyncLoad(engine, point, requests=2)
+        before = threading.active_count()
+        load.prepare()
+        # every client is up and waiting, and none has sent a statement
+        assert threading.active_count() == before + 8
+        time.sleep(0.2)
+        assert counter.count == 0
+        done = load.run()
+        assert counter.count == 16 * pools.STATEMENTS_PER_REQUEST
+    assert done.errors == [] and done.completed == 16
+    assert threading.active_count() == before
 
 
 def test_pools_end_to_end(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import threading
 import time
@@ -151,32 +152,60 @@ def server_limits(engine: Engine) -> tuple[int, int, int]:
 
 
 class ConnectionTally:
-    """Counts, exactly, the server connections an engine's pool holds, and the peak.
+    """Counts, exactly, the server connections an engine's pool holds, and the peak, and
+    times each one's set-up.
 
     One DBAPI connection is one server connection: the pool's connect and close events
     bracket each. Counted in the client, not sampled from the server, so nothing polls the
-    server during the timed load and nothing else's connections are counted.
+    server during the timed load and nothing else's connections are counted. A set-up runs
+    from the dialect's `do_connect` to the pool's `connect`, in the thread (or asyncio task)
+    that checks out, so a checkout's time splits into opening a connection and waiting for
+    one: NullPool's "wait" is all set-up.
     """
 
     def __init__(self) -> None:
         self.open = 0
         self.peak = 0
         self._lock = threading.Lock()
+        self._started: dict[int, float] = {}
+        self._setup_by_owner: dict[int, float] = {}
 
     def attach(self, engine: Engine | AsyncEngine) -> None:
         pool_events = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(pool_events, "do_connect", self._connecting)
         event.listen(pool_events, "connect", self._opened)
         event.listen(pool_events, "close", self._closed)
         event.listen(pool_events, "close_detached", self._closed)
 
-    def _opened(self, *_: Any) -> None:
+    def setup_time(self) -> float:
+        """Seconds the calling thread or task has spent opening connections, in all."""
+        return self._setup_by_owner.get(_owner(), 0.0)
+
+    def _connecting(self, _dialect: Any, record: Any, *_: Any) -> None:
+        self._started[id(record)] = time.perf_counter()  # returns None: the connect proceeds
+
+    def _opened(self, _connection: Any, record: Any) -> None:
+        started = self._started.pop(id(record), None)
+        took = time.perf_counter() - started if started is not None else 0.0
+        owner = _owner()
         with self._lock:
             self.open += 1
             self.peak = max(self.peak, self.open)
+            self._setup_by_owner[owner] = self._setup_by_owner.get(owner, 0.0) + took
 
     def _closed(self, *_: Any) -> None:
         with self._lock:
             self.open -= 1
+
+
+def _owner() -> int:
+    """The asyncio task running this code, else the thread (a task's checkout runs in its
+    greenlet, inside the task's step)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return id(task) if task is not None else threading.get_ident()
 
 
 # --- one load: C clients, R requests each -------------------------------------------------------
@@ -193,6 +222,9 @@ class Load:
     """CPU time the client process used meanwhile, every thread's (the server's is not in it)."""
     latencies: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
+    """Per completed request, the time its checkout waited for a connection (set-up not in)."""
+    setups: list[float] = field(default_factory=list)
+    """Per connection opened during a checkout, how long opening it took."""
     timeouts: int = 0
     timeout_waits: list[float] = field(default_factory=list)
     """How long each checkout that gave up waited."""
@@ -208,36 +240,82 @@ def client_ids(client: int) -> list[int]:
     return [client * IDS_PER_CLIENT + i + 1 for i in range(IDS_PER_CLIENT)]
 
 
-def sync_load(engine: Engine, point: Point, requests: int) -> Load:
-    load = Load()
-    lock = threading.Lock()
-    start_together = threading.Barrier(point.concurrency)
-    clock = time.perf_counter
+class SyncLoad:
+    """One round of the closed loop on a sync engine, its threads started before it is timed.
 
-    def client(index: int) -> None:
+    `prepare` (untimed: pytest-benchmark's setup) starts a thread per client, each waiting at
+    a barrier; `run` (timed) lets them go and waits for the last. Starting 64 threads inside
+    the timed region would time thread creation too.
+    """
+
+    def __init__(
+        self, engine: Engine, point: Point, requests: int, tally: ConnectionTally | None = None
+    ) -> None:
+        self.engine, self.point, self.requests = engine, point, requests
+        self.tally = tally or ConnectionTally()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._go = threading.Barrier(point.concurrency + 1)
+        self._load = Load()
+
+    def prepare(self) -> None:
+        self._load = Load()
+        self._go = threading.Barrier(self.point.concurrency + 1)
+        # daemons: a run stopped between prepare and run must not wait for them to exit
+        self._threads = [
+            threading.Thread(target=self._client, args=(i,), daemon=True)
+            for i in range(self.point.concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self) -> Load:
+        load = self._load
         try:
-            run_client(index)
-        except Exception as exc:  # a thread's error would vanish: keep it for verification
-            with lock:
-                load.errors.append(f"{type(exc).__name__}: {exc}")
+            self._go.wait()
+            cpu_started, started = time.process_time(), time.perf_counter()
+            for thread in self._threads:
+                thread.join()
+        except BaseException:
+            # stopped (Ctrl-C) before every client started: the ones waiting at the barrier
+            # would wait forever
+            self._go.abort()
+            raise
+        load.duration = time.perf_counter() - started
+        load.cpu = time.process_time() - cpu_started
+        return load
 
-    def run_client(index: int) -> None:
+    def _client(self, index: int) -> None:
+        try:
+            self._go.wait()
+            self._requests(index)
+        except threading.BrokenBarrierError:
+            pass
+        except Exception as exc:  # a thread's error would vanish: keep it for verification
+            with self._lock:
+                self._load.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _requests(self, index: int) -> None:
+        engine, tally, clock = self.engine, self.tally, time.perf_counter
         ids = client_ids(index)
         latencies: list[float] = []
         waits: list[float] = []
+        setups: list[float] = []
         gave_up: list[float] = []
         written: dict[int, str] = {}
-        start_together.wait()
-        for i in range(requests):
+        for i in range(self.requests):
             uid = ids[i % IDS_PER_CLIENT]
             name = f"user {uid} p{next(_names)}"
-            begun = clock()
+            begun, set_up = clock(), tally.setup_time()
             try:
                 conn = engine.connect()
             except sa_exc.TimeoutError:
                 gave_up.append(clock() - begun)
                 continue
-            waits.append(clock() - begun)
+            opening = tally.setup_time() - set_up
+            waits.append(clock() - begun - opening)
+            if opening:
+                setups.append(opening)
             with conn, Session(bind=conn, expire_on_commit=False) as session:
                 user = session.get(User, uid)
                 assert user is not None
@@ -245,31 +323,30 @@ def sync_load(engine: Engine, point: Point, requests: int) -> Load:
                 session.commit()
             latencies.append(clock() - begun)
             written[uid] = name
-        with lock:
+        load = self._load
+        with self._lock:
             load.latencies += latencies
             load.waits += waits
+            load.setups += setups
             load.written.update(written)
             load.timeout_waits += gave_up
             load.timeouts += len(gave_up)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(point.concurrency)]
-    cpu_started, started = time.process_time(), clock()
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    except BaseException:
-        # stopped (Ctrl-C) before every client started: the ones waiting at the barrier would
-        # wait forever and keep the process from exiting
-        start_together.abort()
-        raise
-    load.duration, load.cpu = clock() - started, time.process_time() - cpu_started
-    return load
+
+def sync_load(
+    engine: Engine, point: Point, requests: int, tally: ConnectionTally | None = None
+) -> Load:
+    """One round, prepared and run at once (for tests and the soak script)."""
+    load = SyncLoad(engine, point, requests, tally)
+    load.prepare()
+    return load.run()
 
 
-async def async_load(engine: AsyncEngine, point: Point, requests: int) -> Load:
+async def async_load(
+    engine: AsyncEngine, point: Point, requests: int, tally: ConnectionTally | None = None
+) -> Load:
     load = Load()
+    tally = tally or ConnectionTally()
     clock = time.perf_counter
 
     async def client(index: int) -> None:
@@ -277,14 +354,17 @@ async def async_load(engine: AsyncEngine, point: Point, requests: int) -> Load:
         for i in range(requests):
             uid = ids[i % IDS_PER_CLIENT]
             name = f"user {uid} p{next(_names)}"
-            begun = clock()
+            begun, set_up = clock(), tally.setup_time()
             try:
                 conn = await engine.connect()
             except sa_exc.TimeoutError:
                 load.timeout_waits.append(clock() - begun)
                 load.timeouts += 1
                 continue
-            load.waits.append(clock() - begun)
+            opening = tally.setup_time() - set_up
+            load.waits.append(clock() - begun - opening)
+            if opening:
+                load.setups.append(opening)
             try:
                 async with AsyncSession(bind=conn, expire_on_commit=False) as session:
                     user = await session.get(User, uid)
@@ -382,6 +462,7 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     latencies = [x for load in loads for x in load.latencies]
     waits = [x for load in loads for x in load.waits + load.timeout_waits]
     wait_ms = percentiles_ms(waits)
+    setups = [x for load in loads for x in load.setups]
     benchmark.extra_info.update(
         throughput_rps=round(float(np.median([ld.completed / ld.duration for ld in loads])), 1),
         # each round's: their spread is the point's noise, which the answer must not read into
@@ -395,6 +476,8 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
             "p99": wait_ms["p99"],
             "total_per_round": round(sum(waits) * 1e3 / len(loads), 3),
         },
+        # connections opened by checkouts (NullPool: every one), timed apart from the wait
+        connect_ms={**percentiles_ms(setups), "count": len(setups)},
         timeouts=sum(load.timeouts for load in loads),
         completed=sum(load.completed for load in loads),
         connections=counter.connections.peak,
@@ -474,12 +557,17 @@ def run_sync(
             **pool_options(case.point), **named_connections(case.backend),
         )  # fmt: skip
 
-        def one_load() -> Load:
-            load = sync_load(engine, case.point, requests)
-            counter.requests += load.completed
-            return load
+        load = SyncLoad(engine, case.point, requests, counter.connections)
 
-        outcome = measure(benchmark, one_load, counter, keep_last=rounds.rounds, rounds=rounds)
+        def one_load() -> Load:
+            done = load.run()
+            counter.requests += done.completed
+            return done
+
+        outcome = measure(
+            benchmark, one_load, counter, keep_last=rounds.rounds,
+            rounds=dataclasses.replace(rounds, setup=load.prepare),
+        )  # fmt: skip
     return outcome, counter
 
 
@@ -494,7 +582,7 @@ async def run_async(
         )  # fmt: skip
 
         async def one_load() -> Load:
-            load = await async_load(engine, case.point, requests)
+            load = await async_load(engine, case.point, requests, counter.connections)
             counter.requests += load.completed
             return load
 
