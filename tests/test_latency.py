@@ -62,10 +62,12 @@ def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> No
     # one the asked RTT on top of the server's own time
     assert min(times) >= 2.0 * 0.9, times
     added = statistics.median(times) - path.measured.base_ms
-    assert added == pytest.approx(2.0, rel=0.1), times
-    # one pair per query, and the proxy's own account agrees with what the client timed
+    assert added == pytest.approx(2.0, rel=TOLERANCE), times
+    # one pair per query; the proxy's own account is exact and inside what the client timed
+    # (which also holds the client's own delays: more of them on a loaded machine)
     assert seen["round_trips"] == 50
-    assert seen["p50"] == pytest.approx(added, rel=0.1), (seen, added)
+    assert seen["p50"] == pytest.approx(2.0, rel=0.05), seen
+    assert seen["p50"] <= statistics.median(times), (seen, times)
 
 
 def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:

@@ -323,3 +323,27 @@ def test_throughput_still_rising_at_the_largest_pool_is_said() -> None:
     answer = report.pools_answer(result)
     assert "throughput still rose at the largest pool measured (20: 1,400 requests/s" in answer
     assert "a larger pool may serve more (client-bound" in answer
+
+
+def test_a_pools_chart_and_a_sentence_per_rtt(tmp_path: Path) -> None:
+    """The grid at 2 ms and over the local connection are two answers: the 2 ms one first (it
+    is where the pool is the limit), each chart titled with its RTT."""
+    points = [
+        pool_point(size, 16, [r * 0.98, r, r * 1.02], rtt_ms=rtt)
+        for rtt, rates in ((2.0, (100, 450, 900)), (0.0, (700, 720, 730)))
+        for size, r in zip((1, 5, 20), rates, strict=True)
+    ]
+    result = pools_result(points)
+    answer = report.pools_answer(result)
+    at_2 = answer.index("With 16 concurrent clients at 2 ms RTT, on psycopg only a connection")
+    local = answer.index("With 16 concurrent clients over a local connection, on psycopg any pool")
+    assert at_2 < local
+    assert "any pool of 1 or more serves within 5% of the best (730 requests/s)" in answer
+    charts = plot.plot_results([result], tmp_path)
+    names = sorted(p.name for p in charts.by_question["pools"] if p.suffix == ".png")
+    assert names == ["pools-rtt0ms.png", "pools.png"]
+    for rtt, where in ((2.0, "pools at 2 ms RTT:"), (0.0, "pools over a local connection:")):
+        figure = plot.pools_figure(result, rtt)
+        assert figure is not None
+        assert figure.get_suptitle().startswith(where)
+        plot._pyplot().close(figure)

@@ -33,6 +33,17 @@ def test_percentiles_are_ordered_and_in_milliseconds() -> None:
     assert pools.percentiles_ms([]) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
 
 
+def test_the_grid_runs_again_at_an_injected_rtt_unless_the_run_injects_one() -> None:
+    backends = [REGISTRY["psycopg"], REGISTRY["sqlite"]]
+    points = len(pools.PROFILES["quick"].points)
+    plain = pools.cases(backends, "quick")
+    assert [c.rtt_ms for c in plain] == [0.0] * points + [pools.RTT_MS] * points
+    assert plain[points].id == plain[0].id + "-rtt2ms"
+    assert len({c.id for c in plain}) == 2 * points
+    # a run at --rtt-ms 1 runs the grid once, through the run's own path
+    assert [c.rtt_ms for c in pools.cases(backends, "quick", run_rtt_ms=1.0)] == [0.0] * points
+
+
 def test_connections_needed_per_point() -> None:
     assert pools.Point(5, 10, 64).connections_needed() == 15
     assert pools.Point(5, 10, 4).connections_needed() == 4
@@ -167,6 +178,19 @@ def test_pools_end_to_end(tmp_path: Path) -> None:
     [path] = tmp_path.glob("*.json")
     data = json.loads(path.read_text())
     assert {b["extra_info"]["backend"] for b in data["benchmarks"]} == {"psycopg", "asyncpg"}
+    by_rtt = {rtt: [b for b in data["benchmarks"] if b["extra_info"]["rtt_ms"] == rtt]
+              for rtt in (0, pools.RTT_MS)}  # fmt: skip
+    assert len(by_rtt[0]) == len(by_rtt[pools.RTT_MS]) == len(data["benchmarks"]) // 2
+    for b in by_rtt[0]:
+        assert "rtt_seen_ms" not in b["extra_info"], b["name"]
+    for b in by_rtt[pools.RTT_MS]:
+        info = b["extra_info"]
+        assert b["name"].endswith("-rtt2ms]")
+        assert info["rtt_seen_ms"]["p50"] == pytest.approx(pools.RTT_MS, rel=0.25), b["name"]
+        if info["pool_class"] == "NullPool":
+            # every request opens a connection: a handshake and a start-up at least
+            assert info["connect_ms"]["count"] == info["completed"]
+            assert info["connect_ms"]["p50"] >= 2 * pools.RTT_MS * 0.95, b["name"]
     timeouts_seen = False
     for b in data["benchmarks"]:
         info = b["extra_info"]

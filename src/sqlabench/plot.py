@@ -80,7 +80,12 @@ def footnote(result: ResultFile) -> str:
     info = result.info
     servers = sorted({f"{b.server} {b.server_version.split(' ')[0]}" for b in info.backends})
     drivers = sorted({f"{b.driver} {b.driver_version}" for b in info.backends})
-    rtt = f"RTT +{info.rtt_ms:g} ms injected" if info.rtt_ms else "no injected latency"
+    if info.rtt_ms:
+        rtt = f"RTT +{info.rtt_ms:g} ms injected"
+    elif any(b.extra_info.get("rtt_ms") for b in result.benchmarks):
+        rtt = "latency injected where a title says so"  # the pools grid's own variant
+    else:
+        rtt = "no injected latency"
     date = info.started[:10]
     passes = f", {info.repeat} passes" if info.repeat > 1 else ""
     return (
@@ -359,11 +364,27 @@ def loading_figure(result: ResultFile, backend: str) -> Figure | None:
 # --- pools ------------------------------------------------------------------------------------
 
 
-def pools_figure(result: ResultFile) -> Figure | None:
+def pools_figures(result: ResultFile) -> list[tuple[str, Figure | None]]:
+    """`pools` at the largest RTT the points ran at (where the pool is the limit), and
+    `pools-rtt<X>ms` at each other."""
+    rtts = sorted({c.rtt_ms for c in summary.pool_curves(result)}, reverse=True)
+    if not rtts:
+        return [("pools", None)]
+    return [
+        ("pools" if i == 0 else f"pools-rtt{rtt:g}ms", pools_figure(result, rtt))
+        for i, rtt in enumerate(rtts)
+    ]
+
+
+def pools_figure(result: ResultFile, rtt_ms: float | None = None) -> Figure | None:
     """Small multiples: a column per concurrency, throughput (top) and p99 (bottom) against
     pool size, a line per backend with its rounds' range; Little's law's expectation dashed
-    beside it, the knee ringed, NullPool as a dotted level, client-bound points crossed."""
+    beside it, the knee ringed, NullPool as a dotted level, client-bound points crossed.
+    The points ran at `rtt_ms` (None: the largest RTT in the result)."""
     curves = summary.pool_curves(result)
+    if rtt_ms is None and curves:
+        rtt_ms = max(c.rtt_ms for c in curves)
+    curves = [c for c in curves if c.rtt_ms == rtt_ms]
     if not curves:
         return None
     plt = _pyplot()
@@ -405,7 +426,10 @@ def pools_figure(result: ResultFile) -> Figure | None:
                 top.axhline(curve.null_rps, color=colour, linestyle=":", linewidth=1)
             bottom.plot(xs, curve.p99_ms, color=colour, marker=marker, markersize=4)
         top.set_title(f"{concurrency} concurrent clients", fontsize=9)
-        top.set_ylim(bottom=0)
+        # scaled to what was measured: where Little's law runs far above it (the cores, not
+        # the pool, are the limit), its line leaves the panel rather than flatten the data
+        measured = max(max(c.high) for c in curves if c.concurrency == concurrency)
+        top.set_ylim(0, measured * 1.35)
         bottom.set_yscale("log")
         _plain_log_ticks(bottom.yaxis)
         bottom.set_xlabel("pool_size (log)")
@@ -436,10 +460,11 @@ def pools_figure(result: ResultFile) -> Figure | None:
         handles + [h for h, _ in key], labels + [n for _, n in key],
         loc="center right", frameon=False, fontsize=8,
     )  # fmt: skip
+    where = f"at {rtt_ms:g} ms RTT" if rtt_ms else "over a local connection"
     fig.suptitle(
-        "pools: throughput and p99 latency against pool size, a column per load; bars: the\n"
-        "rounds' range; knee: the smallest pool within the noise of the best (QueuePool, no "
-        "overflow)",
+        f"pools {where}: throughput and p99 latency against pool size, a column per load;\n"
+        "bars: the rounds' range; knee: the smallest pool within the noise of the best "
+        "(QueuePool, no overflow)",
         x=0.01, ha="left", fontsize=10,
     )  # fmt: skip
     _layout(fig, right=0.80)
@@ -644,7 +669,7 @@ QUESTION_FIGURES: dict[str, Callable[[ResultFile], list[tuple[str, Figure | None
     "loading": lambda r: [
         (f"loading-{b}", loading_figure(r, b)) for b in [loading_backend(r)] if b is not None
     ],
-    "pools": lambda r: [("pools", pools_figure(r))],
+    "pools": pools_figures,
     "bulk_insert": lambda r: [("bulk_insert", bulk_insert_figure(r))],
 }
 

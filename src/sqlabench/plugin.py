@@ -34,7 +34,7 @@ from sqlabench.backends import (
 )
 from sqlabench.database import prepare_postgres
 from sqlabench.errors import SqlabenchError
-from sqlabench.latency import TOLERANCE, InjectedPath
+from sqlabench.latency import TOLERANCE, InjectedPath, injected_latency
 from sqlabench.masking import mask_text
 from sqlabench.measure import injected_slowdown, injected_work_fraction
 from sqlabench.questions import PROFILES, discover, harness_hash
@@ -110,6 +110,9 @@ class RunContext:
         self._datasets: dict[str, str] = {}
         self.counting: dict[str, Any] | None = None
         """What the counting pass did, for the result (None: no counting pass)."""
+        self._case_paths: dict[float, InjectedPath | SqlabenchError] = {}
+        self.active_path: InjectedPath | None = None
+        """The path the running benchmark asked for with `latency_path`, if any."""
 
     def target(self, backend: Backend) -> Target:
         if backend.server == "sqlite":
@@ -130,6 +133,33 @@ class RunContext:
             seed(self._postgres_direct or target if backend.server == "postgresql" else target)
             self._datasets[repr(target)] = dataset
         return target
+
+    def paths(self) -> list[InjectedPath]:
+        """Every latency path running: the run's, and those benchmarks asked for."""
+        started = [p for p in self._case_paths.values() if isinstance(p, InjectedPath)]
+        return [self.path, *started] if self.path else started
+
+    def latency_path(self, rtt_ms: float) -> InjectedPath:
+        """A proxy adding `rtt_ms` in front of the PostgreSQL server, for one benchmark's own
+        connections (the pools grid's latency variant); started and checked on first use, as
+        the run's own path is, and kept to the end of the run. A path that cannot be held
+        fails every benchmark that asks for it, with the reason."""
+        known = self._case_paths.get(rtt_ms)
+        if known is None:
+            server = self._postgres_direct or self._postgres
+            if server is None:
+                raise SqlabenchError("no PostgreSQL server in this run to inject latency for")
+            try:
+                known = self._stack.enter_context(injected_latency(server, rtt_ms))
+                assert known is not None
+                known.proxy.seen()  # the check's own round trips are no benchmark's
+            except SqlabenchError as refused:
+                known = refused
+            self._case_paths[rtt_ms] = known
+        if isinstance(known, SqlabenchError):
+            raise known
+        self.active_path = known
+        return known
 
     def counting_env(self) -> dict[str, str]:
         """What the counting process needs to reach the same server, straight, not proxied.
@@ -321,11 +351,14 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     request/reply pair; a benchmark whose median is off the asked RTT by more than the run's
     tolerance fails, saying so: its numbers would answer a question nobody asked.
     """
-    path = context_of(item.config).path
-    if path is None:
-        return (yield)
-    path.proxy.seen()  # forget what came before this benchmark
+    ctx = context_of(item.config)
+    for started in ctx.paths():
+        started.proxy.seen()  # forget what came before this benchmark
+    ctx.active_path = None
     outcome = yield
+    path, ctx.active_path = ctx.active_path or ctx.path, None
+    if path is None:
+        return outcome
     seen = path.proxy.seen()
     if not seen.get("round_trips"):
         return outcome  # nothing went through the proxy (a SQLite backend)

@@ -180,9 +180,17 @@ def bulk_insert_answer(result: ResultFile) -> str:
 
 def pools_answer(result: ResultFile) -> str:
     """The pool size to pick, named only where the rounds separate it from smaller pools."""
-    curves = summary.pool_curves(result)
-    if not curves:
+    every = summary.pool_curves(result)
+    if not every:
         return "No verified pools result in this run (no pool served every request in time)."
+    # the injected round trip first: that is where the pool, not the cores, is the limit
+    return " ".join(
+        _pools_sentence([c for c in every if c.rtt_ms == rtt], rtt)
+        for rtt in sorted({c.rtt_ms for c in every}, reverse=True)
+    )
+
+
+def _pools_sentence(curves: list[summary.PoolCurve], rtt: float) -> str:
     concurrency = max(c.concurrency for c in curves)
     parts = []
     for backend in plot.order({c.backend for c in curves}, plot.BACKEND_ORDER):
@@ -218,7 +226,8 @@ def pools_answer(result: ResultFile) -> str:
         if curve.null_rps is not None:
             part += f"; NullPool {curve.null_rps:,.0f}"
         parts.append(part)
-    return f"With {concurrency} concurrent clients {_where(result)}, " + "; ".join(parts) + "."
+    where = f"at {rtt:g} ms RTT" if rtt else "over a local connection"
+    return f"With {concurrency} concurrent clients {where}, " + "; ".join(parts) + "."
 
 
 def _smaller(curve: summary.PoolCurve, at: int) -> str:

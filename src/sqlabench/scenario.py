@@ -27,25 +27,31 @@ class HasId(Protocol):
 
 def case_parameters(
     make_cases: Callable[[list[Backend], str], Sequence[HasId]],
+    run_rtt: bool = False,
 ) -> tuple[Callable[[pytest.Metafunc], None], Any]:
     """A scenario module's `pytest_generate_tests` hook and its `case` fixture.
 
     Tests are parametrized by case ids, not case objects: pytest-benchmark stores the
     parameters in the result JSON. The fixture maps the id back to its case, for the run's
-    backends and profile. Use: `pytest_generate_tests, case = case_parameters(cases)`.
+    backends and profile (and, with `run_rtt`, the RTT the run injects for everything, as
+    `make_cases`'s keyword `run_rtt_ms`). Use:
+    `pytest_generate_tests, case = case_parameters(cases)`.
     """
+
+    def made(ctx: RunContext) -> Sequence[HasId]:
+        if run_rtt:
+            return make_cases(ctx.backends, ctx.profile, run_rtt_ms=ctx.rtt_ms)  # type: ignore[call-arg]
+        return make_cases(ctx.backends, ctx.profile)
 
     def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if "case" in metafunc.fixturenames:
-            ctx = context_of(metafunc.config)
-            ids = [c.id for c in make_cases(ctx.backends, ctx.profile)]
+            ids = [c.id for c in made(context_of(metafunc.config))]
             metafunc.parametrize("case", ids, ids=ids, indirect=True)
 
     @pytest.fixture(name="case")
     def case_fixture(request: pytest.FixtureRequest, sqlabench_run: RunContext) -> Any:
         """The case named by the test's parameter."""
-        by_id = {c.id: c for c in make_cases(sqlabench_run.backends, sqlabench_run.profile)}
-        return by_id[request.param]
+        return {c.id: c for c in made(sqlabench_run)}[request.param]
 
     return pytest_generate_tests, case_fixture
 

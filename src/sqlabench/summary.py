@@ -210,6 +210,8 @@ class PoolCurve:
 
     backend: str
     concurrency: int
+    rtt_ms: float
+    """The round trip the points ran at (0: over the local connection)."""
     sizes: tuple[int, ...]
     throughput: tuple[float, ...]
     """Median requests/s over the rounds, per size."""
@@ -252,21 +254,27 @@ def _spread(info: dict[str, Any]) -> float:
     return (max(rounds) - min(rounds)) / 2 / median
 
 
+def pool_rtt(result: ResultFile, info: dict[str, Any]) -> float:
+    """The RTT a pools point ran at: its own, or (older results) the run's."""
+    own = info.get("rtt_ms")
+    return float(own) if own is not None else float(result.info.rtt_ms)
+
+
 def pool_curves(result: ResultFile) -> list[PoolCurve]:
-    """Per backend and concurrency, the verified steady points (no timeouts, no overflow)."""
-    groups: dict[tuple[str, int], list[BenchmarkResult]] = defaultdict(list)
-    nulls: dict[tuple[str, int], float] = {}
+    """Per backend, RTT and concurrency, the verified steady points (no timeouts, no overflow)."""
+    groups: dict[tuple[str, int, float], list[BenchmarkResult]] = defaultdict(list)
+    nulls: dict[tuple[str, int, float], float] = {}
     for b in result.benchmarks:
         info = b.extra_info
         if b.question != "pools" or not info.get("verified") or info.get("timeouts"):
             continue
-        key = (b.backend, int(info["concurrency"]))
+        key = (b.backend, int(info["concurrency"]), pool_rtt(result, info))
         if info.get("pool_class") == "NullPool":
             nulls[key] = float(info["throughput_rps"])
         elif not info.get("max_overflow") and float(info.get("pool_timeout") or 30) >= 1:
             groups[key].append(b)
     curves = []
-    for (backend, concurrency), points in groups.items():
+    for (backend, concurrency, rtt), points in groups.items():
         points.sort(key=lambda b: int(b.extra_info["pool_size"]))
         infos = [b.extra_info for b in points]
         rps = tuple(float(i["throughput_rps"]) for i in infos)
@@ -289,6 +297,7 @@ def pool_curves(result: ResultFile) -> list[PoolCurve]:
             PoolCurve(
                 backend=backend,
                 concurrency=concurrency,
+                rtt_ms=rtt,
                 sizes=tuple(int(i["pool_size"]) for i in infos),
                 throughput=rps,
                 low=tuple(min(r) for r in rounds),
@@ -296,7 +305,7 @@ def pool_curves(result: ResultFile) -> list[PoolCurve]:
                 p99_ms=tuple(float(i["latency_ms"]["p99"]) for i in infos),
                 client_bound=tuple(float(i.get("client_cpu") or 0) >= CLIENT_BOUND for i in infos),
                 service_ms=service if service > 0 else None,
-                null_rps=nulls.get((backend, concurrency)),
+                null_rps=nulls.get((backend, concurrency, rtt)),
                 knee=int(infos[knee]["pool_size"]),
                 tolerance=tolerance,
             )
@@ -310,12 +319,13 @@ def pools_tables(result: ResultFile) -> list[Table]:
     if not benches:
         return []
     pick_rows: list[tuple[str, ...]] = []
-    for curve in sorted(pool_curves(result), key=lambda c: (c.backend, c.concurrency)):
+    curves = pool_curves(result)
+    for curve in sorted(curves, key=lambda c: (-c.rtt_ms, c.backend, c.concurrency)):
         at = curve.sizes.index(curve.knee)
         expected = curve.expected_rps(curve.knee)
         pick_rows.append(
             (
-                curve.backend, str(curve.concurrency), str(curve.knee),
+                f"{curve.rtt_ms:g}", curve.backend, str(curve.concurrency), str(curve.knee),
                 f"{curve.throughput[at]:,.0f} ({curve.low[at]:,.0f} to {curve.high[at]:,.0f})",
                 f"{curve.tolerance:.0%}",
                 f"{expected:,.0f}" if expected else "-",
@@ -328,18 +338,17 @@ def pools_tables(result: ResultFile) -> list[Table]:
     ordered = sorted(
         benches,
         key=lambda b: (
-            b.backend,
-            int(b.extra_info["concurrency"]),
+            -pool_rtt(result, b.extra_info), b.backend, int(b.extra_info["concurrency"]),
             -float(b.extra_info.get("throughput_rps", 0)),
         ),
-    )
+    )  # fmt: skip
     for b in ordered:
         i = b.extra_info
         lat, wait = i["latency_ms"], i["pool_wait_ms"]
         seen = i.get("rtt_seen_ms") or {}
         grid_rows.append(
             (
-                b.backend, str(i["concurrency"]), pool_label(i),
+                f"{pool_rtt(result, i):g}", b.backend, str(i["concurrency"]), pool_label(i),
                 f"{float(i['throughput_rps']):,.0f}",
                 f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{wait['p99']:.1f}",
                 str(i.get("timeouts")), str(i.get("connections")),
@@ -351,7 +360,8 @@ def pools_tables(result: ResultFile) -> list[Table]:
     return [
         Table(
             "pools: the smallest pool within the noise of the best, per backend and concurrency",
-            ("backend", "clients", "pool", "requests/s (rounds)", "noise", "Little's law",
+            ("RTT ms", "backend", "clients", "pool", "requests/s (rounds)", "noise",
+             "Little's law",
              "p99 ms", "client-bound", "NullPool req/s"),
             pick_rows,
             [
@@ -363,7 +373,7 @@ def pools_tables(result: ResultFile) -> list[Table]:
         ),
         Table(
             "pools: every grid point (latency includes the wait for a checkout)",
-            ("backend", "clients", "pool", "req/s", "p50 ms", "p99 ms", "wait p99 ms",
+            ("RTT ms", "backend", "clients", "pool", "req/s", "p50 ms", "p99 ms", "wait p99 ms",
              "timeouts", "server conns", "client cores", "RTT seen p50/p99 ms", "verified"),
             grid_rows,
         ),

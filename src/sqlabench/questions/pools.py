@@ -103,23 +103,41 @@ PROFILES = {
 }
 
 
+RTT_MS = 2.0
+"""The round trip the grid also runs at, through the latency proxy, when the run injects
+none: over loopback each request's own time is mostly CPU, so on a small machine the cores,
+not the pool, bound throughput, and the pool size hardly matters; at 2 ms (a round trip inside
+a cloud region) requests spend their time waiting on the network, as they do in production,
+and the pool is what limits them."""
+
+
 @dataclass(frozen=True)
 class Case:
     backend: Backend
     point: Point
+    rtt_ms: float = 0.0
+    """Latency this case adds on its own (0: whatever the run injects for everything)."""
 
     @property
     def id(self) -> str:
-        return f"{self.backend.name}-{self.point.label}"
+        rtt = f"-rtt{self.rtt_ms:g}ms" if self.rtt_ms else ""
+        return f"{self.backend.name}-{self.point.label}{rtt}"
 
 
-def cases(backends: list[Backend], profile: str) -> list[Case]:
+def cases(backends: list[Backend], profile: str, run_rtt_ms: float = 0.0) -> list[Case]:
+    """Each point over the run's connection, and, when the run injects no latency, again at
+    RTT_MS; a run with `--rtt-ms` runs the grid once, at its RTT."""
+    rtts = (0.0,) if run_rtt_ms else (0.0, RTT_MS)
     return [
-        Case(b, p) for b in backends if b.server == "postgresql" for p in PROFILES[profile].points
+        Case(b, p, rtt)
+        for rtt in rtts
+        for b in backends
+        if b.server == "postgresql"
+        for p in PROFILES[profile].points
     ]
 
 
-pytest_generate_tests, case = case_parameters(cases)
+pytest_generate_tests, case = case_parameters(cases, run_rtt=True)
 
 
 # --- the server's limits ------------------------------------------------------------------------
@@ -426,7 +444,9 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
         case.backend, f"{QUESTION}:{users}", lambda t: seed(t, DataSize(users, 0))
     )
     assert isinstance(target, PostgresTarget)
-    admin = setup_engine(target)
+    admin = setup_engine(target)  # the checks and the verification go straight there
+    if case.rtt_ms:
+        target = sqlabench_run.latency_path(case.rtt_ms).target
     try:
         # two more: the watcher's connection and the verification's
         reason = connections_do_not_fit(point.connections_needed() + 2, *server_limits(admin))
@@ -443,6 +463,7 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
             pool_timeout=point.pool_timeout,
             concurrency=point.concurrency,
             requests=point.concurrency * settings.requests_per_client,
+            rtt_ms=case.rtt_ms or sqlabench_run.rtt_ms,
             verified=False,
         )
         rounds = Rounds(settings.rounds, setup=lambda: None, warmup_rounds=1)
