@@ -322,7 +322,27 @@ def test_throughput_still_rising_at_the_largest_pool_is_said() -> None:
     )
     answer = report.pools_answer(result)
     assert "throughput still rose at the largest pool measured (20: 1,400 requests/s" in answer
-    assert "a larger pool may serve more (client-bound" in answer
+    assert "the client, not the pool, is the limit" in answer
+    assert "a larger pool may serve more" not in answer
+
+
+def test_any_pool_or_more_is_said_only_when_every_larger_pool_served_as_well() -> None:
+    """Pool 5 is within the noise of the best (pool 10) but pool 20 served 29% less: "any
+    pool of 5 or more" would be false."""
+    result = pools_result(
+        [
+            pool_point(1, 16, [99, 100, 101]),
+            pool_point(5, 16, [396, 400, 404]),
+            pool_point(10, 16, [416, 420, 424]),
+            pool_point(20, 16, [297, 300, 303]),
+        ]
+    )
+    answer = report.pools_answer(result)
+    assert "or more" not in answer
+    assert (
+        "pool 5 served within 5% of the best (420 requests/s), but not every larger one "
+        "did (pool 20: 300)"
+    ) in answer
 
 
 def test_a_pools_chart_and_a_sentence_per_rtt(tmp_path: Path) -> None:

@@ -146,7 +146,8 @@ def test_connection_set_up_is_timed_apart_from_waiting(
     assert load.errors == [] and load.completed == 12
     assert len(load.setups) == 12
     assert min(load.setups) >= 2 * 0.010 * 0.95, load.setups
-    assert max(load.waits) < 0.005, load.waits
+    # counted as waiting, each would be 20 ms or more
+    assert max(load.waits) < 0.010, load.waits
 
 
 def test_client_threads_start_before_the_timed_round(pools_database: PostgresTarget) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import heapq
 import json
 import os
@@ -29,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -253,7 +255,10 @@ _STATS_KEPT = 1_000_000
 class _Direction:
     """One way of one connection: chunks read from `source`, held, then written to `sink`."""
 
-    __slots__ = ("closing", "held", "link", "outgoing", "read_done", "sink", "source", "upward")
+    __slots__ = (
+        "closing", "held", "last_due", "link", "outgoing", "read_done", "sink", "source",
+        "upward",
+    )  # fmt: skip
 
     def __init__(
         self, source: socket.socket, sink: socket.socket, link: _Link, upward: bool
@@ -264,6 +269,8 @@ class _Direction:
         self.held = 0
         """Bytes read and not yet written: in the timer heap or in `outgoing`."""
         self.read_done = False
+        self.last_due = 0.0
+        """The latest due time given in this direction: no chunk may be due before it."""
         self.closing = False
         """End of stream was passed on: shut the sink's writing side once `outgoing` drains."""
 
@@ -292,10 +299,10 @@ class _DelayLoop:
     Each chunk is due `delay` after the kernel received it. The loop waits in select on the
     epoll descriptor until the earliest due chunk (select takes microseconds, epoll only
     milliseconds; epoll then says which sockets are ready, at no cost per idle connection),
-    wakes a little early by how late its wake-ups have been running, and spins the last few
-    microseconds. One thread means no GIL hand-offs between connections: the thread-per-
-    direction proxy it replaced drifted from 2 ms to 3.2 (p50) at 16 connections and 5.9 at
-    64. A new connection's first bytes go up no earlier than a TCP handshake's round trip
+    waking early by how late its wake-ups have been running (about 50 µs here), and polls
+    through that last stretch. One thread means no GIL hand-offs between connections: the
+    thread-per-direction proxy it replaced drifted from 2 ms to 3.2 (p50) at 16 connections
+    and 5.9 at 64. A new connection's first bytes go up no earlier than a TCP handshake's round trip
     after it was accepted, as over a network. Every request/reply round trip's added delay is
     kept for `stats`: the RTT the benchmarks actually saw.
     """
@@ -425,6 +432,10 @@ class _DelayLoop:
             # over a network the client's connect() returns a round trip after it was
             # called, and its first bytes arrive half a round trip after that
             due = max(due, direction.link.opened + 3 * self.delay)
+        # a stream stays in order: reads from one kernel buffer share a stamp whose
+        # conversion jitters by fractions of a microsecond, an unstamped read or a shorter
+        # `delay` could be due earlier still, and the heap would pass them on first
+        due = direction.last_due = max(due, direction.last_due)
         if not size:
             direction.read_done = True
         direction.held += size
@@ -522,7 +533,8 @@ class _DelayLoop:
                 print(json.dumps(_added_percentiles(self.added)), flush=True)
                 self.added = []
             elif command == b"delay":
-                self.delay = max(0.0, float(argument))
+                with contextlib.suppress(ValueError):
+                    self.delay = max(0.0, float(argument))
 
 
 def _added_percentiles(added: list[float]) -> dict[str, float | int]:
@@ -537,13 +549,27 @@ def _added_percentiles(added: list[float]) -> dict[str, float | int]:
 
 
 def _connect_upstream(upstream: str) -> socket.socket:
+    """A connection to the server, started, not waited for: a slow or unreachable server must
+    not stall every other connection of the loop. What the client sends meanwhile waits in
+    its direction's buffer (the socket takes nothing until it is connected, and epoll says
+    when it can); a refused connection reports an error, which closes the client's too."""
     if upstream.startswith("unix:"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(upstream.removeprefix("unix:"))
-        return sock
-    host, _, port = upstream.rpartition(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        address: Any = upstream.removeprefix("unix:")
+        pending: tuple[int, ...] = ()  # a unix socket connects at once or not at all
+    else:
+        host, _, port = upstream.rpartition(":")
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pending = (errno.EINPROGRESS,)
+    if (error := sock.connect_ex(address)) and error not in pending:
+        sock.close()
+        raise OSError(error, os.strerror(error))
     return sock
 
 
@@ -561,8 +587,9 @@ def _ahead_of_the_load() -> None:
     A benchmark that loads both cores (16 clients opening connections, the server forking a
     backend for each) kept the proxy waiting for a core: its chunks went out a median of
     2.3 ms late. A real-time priority (which needs root or CAP_SYS_NICE) lets it run the
-    moment a chunk is due; it sleeps between chunks and spins at most 20 µs, and Linux keeps
-    5% of every second for everything else. Without that right a higher nice value is asked
+    moment a chunk is due; it sleeps between chunks (waking up to a millisecond early, by how
+    late its wake-ups have run, and polling from there), and Linux keeps 5% of every second
+    for everything else. Without that right a higher nice value is asked
     for (which also needs it, and, under autogroup scheduling, reaches only the proxy's own
     session); without either, the per-benchmark check of the RTT seen still guards results.
     """

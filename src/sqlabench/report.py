@@ -203,6 +203,16 @@ def _pools_sentence(curves: list[summary.PoolCurve], rtt: float) -> str:
         rps = curve.throughput[at]
         if len(curve.sizes) == 1:
             part = f"on {backend} only pool {curve.knee} was measured ({rps:,.0f} requests/s)"
+        elif not curve.served_above:
+            # a larger pool served less (a dip, or a decline past the best): no "or more"
+            worst = min(range(at, len(curve.sizes)), key=curve.throughput.__getitem__)
+            part = (
+                f"on {backend} pool {curve.knee} served within {curve.tolerance:.0%} of the "
+                f"best ({curve.best:,.0f} requests/s), but not every larger one did (pool "
+                f"{curve.sizes[worst]}: {curve.throughput[worst]:,.0f})"
+            )
+            if at > 0:
+                part += _smaller(curve, at)
         elif not curve.still_rising:
             part = (
                 f"on {backend} any pool of {curve.knee} or more serves within "
@@ -215,13 +225,19 @@ def _pools_sentence(curves: list[summary.PoolCurve], rtt: float) -> str:
                 f"on {backend} only a connection per client (pool {curve.knee}) served within "
                 f"{curve.tolerance:.0%} of the best, {rps:,.0f} requests/s" + _smaller(curve, at)
             )
+        elif curve.client_bound[at]:
+            part = (
+                f"on {backend} throughput still rose at the largest pool measured "
+                f"({curve.knee}: {rps:,.0f} requests/s" + _smaller(curve, at) + "), where "
+                "the client process used a whole core: the client, not the pool, is the limit"
+            )
         else:
             part = (
                 f"on {backend} throughput still rose at the largest pool measured "
                 f"({curve.knee}: {rps:,.0f} requests/s" + _smaller(curve, at) + "): a larger "
                 "pool may serve more"
             )
-        if curve.client_bound[at]:
+        if curve.client_bound[at] and not (curve.still_rising and curve.knee < concurrency):
             part += " (client-bound: the client process used a whole core)"
         if curve.null_rps is not None:
             part += f"; NullPool {curve.null_rps:,.0f}"

@@ -227,6 +227,9 @@ class PoolCurve:
     null_rps: float | None
     knee: int
     """The smallest pool that serves within `tolerance` of the best."""
+    served_above: bool
+    """Whether every larger pool measured also served within its noise of the best (else
+    "any pool of `knee` or more" would not be true)."""
     tolerance: float
     """The noise allowed: the larger of POOL_TOLERANCE and the rounds' spread (half their range
     over their median) at the best point and at the pool compared with it."""
@@ -285,7 +288,8 @@ def pool_curves(result: ResultFile) -> list[PoolCurve]:
         best = max(range(len(rps)), key=rps.__getitem__)
 
         allowed = [max(POOL_TOLERANCE, _spread(infos[best]), _spread(i)) for i in infos]
-        knee = next(i for i in range(best + 1) if rps[i] >= rps[best] * (1 - allowed[i]))
+        within = [r >= rps[best] * (1 - a) for r, a in zip(rps, allowed, strict=True)]
+        knee = within.index(True)
         # the noise the answer quotes: the knee's own margin, or, where the best is the knee,
         # the margin the next smaller pool fell short of
         tolerance = allowed[knee - 1 if knee == best and knee > 0 else knee]
@@ -307,6 +311,7 @@ def pool_curves(result: ResultFile) -> list[PoolCurve]:
                 service_ms=service if service > 0 else None,
                 null_rps=nulls.get((backend, concurrency, rtt)),
                 knee=int(infos[knee]["pool_size"]),
+                served_above=all(within[knee:]),
                 tolerance=tolerance,
             )
         )

@@ -37,8 +37,11 @@ class Question:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
 
-HARNESS_MODULES = ("measure", "counting", "plugin", "scenario", "backends", "models")
-"""The library modules every question's timed (or counted) path runs through."""
+HARNESS_MODULES = (
+    "measure", "counting", "plugin", "scenario", "backends", "models", "latency",
+)  # fmt: skip
+"""The library modules every question's timed (or counted) path runs through (the latency
+proxy: every number taken through `--rtt-ms` or a question's own latency variant)."""
 
 
 def harness_hash() -> str:

@@ -277,6 +277,8 @@ class SyncLoad:
         self._load = Load()
 
     def prepare(self) -> None:
+        """Start the clients and wait until every one stands at the barrier."""
+        self._go.abort()  # threads of a round prepared and never run give up and exit
         self._load = Load()
         self._go = threading.Barrier(self.point.concurrency + 1)
         # daemons: a run stopped between prepare and run must not wait for them to exit
@@ -286,13 +288,20 @@ class SyncLoad:
         ]
         for thread in self._threads:
             thread.start()
+        # all of them there before the clock starts: a thread still starting up would be
+        # timed, and one that went last through the barrier could start before the clock
+        deadline = time.monotonic() + 60
+        while self._go.n_waiting < self.point.concurrency and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def run(self) -> Load:
-        load = self._load
+        if not self._threads:  # run twice after one prepare (a profiler's repeated calls)
+            self.prepare()
+        load, threads, self._threads = self._load, self._threads, []
         try:
-            self._go.wait()
             cpu_started, started = time.process_time(), time.perf_counter()
-            for thread in self._threads:
+            self._go.wait()
+            for thread in threads:
                 thread.join()
         except BaseException:
             # stopped (Ctrl-C) before every client started: the ones waiting at the barrier
