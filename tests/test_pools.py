@@ -170,6 +170,27 @@ def test_client_threads_start_before_the_timed_round(pools_database: PostgresTar
     assert threading.active_count() == before
 
 
+def test_server_cpu_sees_a_backend_working(pools_database: PostgresTarget) -> None:
+    """A query that keeps one backend busy for about a second uses about one core of the
+    server's, which the client process did not spend."""
+    admin = setup_engine(pools_database)
+    try:
+        server = pools.ServerCpu(admin)
+        if server.postmaster is None:
+            pytest.skip("the server's processes are not visible here (not local, or no /proc)")
+        with admin.connect() as conn:
+            server.sample()
+            client = time.process_time()
+            conn.exec_driver_sql("SELECT count(*) FROM generate_series(1, 8000000)").scalar()
+            server.sample()
+            client = time.process_time() - client
+    finally:
+        admin.dispose()
+    cores = server.cores(skip=0)
+    assert cores is not None and 0.6 <= cores <= 1.3, cores
+    assert client < 0.1
+
+
 def test_pools_end_to_end(tmp_path: Path) -> None:
     done = run_cli(
         "run", "pools", "--profile", "smoke", "--out", str(tmp_path),
@@ -200,6 +221,9 @@ def test_pools_end_to_end(tmp_path: Path) -> None:
         assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert info["throughput_rps"] > 0 and info["connections"] >= 1
         assert 0 < info["client_cpu"] <= os.cpu_count()  # type: ignore[operator]
+        # the test's servers run here, where their processes can be read (in 10 ms clock
+        # ticks: a smoke round can be shorter than one)
+        assert 0 <= info["server_cpu"] <= os.cpu_count(), b["name"]  # type: ignore[operator]
         assert info["pool_wait_ms"]["p50"] <= info["pool_wait_ms"]["p99"]
         if info["pool_class"] == "QueuePool" and info["pool_timeout"] >= 30:
             assert info["timeouts"] == 0

@@ -358,6 +358,7 @@ def pools_tables(result: ResultFile) -> list[Table]:
                 f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{wait['p99']:.1f}",
                 str(i.get("timeouts")), str(i.get("connections")),
                 f"{i['client_cpu']:.2f}" if "client_cpu" in i else "-",
+                f"{i['server_cpu']:.2f}" if i.get("server_cpu") is not None else "-",
                 f"{seen['p50']:.2f} / {seen['p99']:.2f}" if "p50" in seen else "-",
                 "yes" if i.get("verified") else "NO",
             )
@@ -379,7 +380,8 @@ def pools_tables(result: ResultFile) -> list[Table]:
         Table(
             "pools: every grid point (latency includes the wait for a checkout)",
             ("RTT ms", "backend", "clients", "pool", "req/s", "p50 ms", "p99 ms", "wait p99 ms",
-             "timeouts", "server conns", "client cores", "RTT seen p50/p99 ms", "verified"),
+             "timeouts", "server conns", "client cores", "server cores", "RTT seen p50/p99 ms",
+             "verified"),
             grid_rows,
         ),
     ]  # fmt: skip

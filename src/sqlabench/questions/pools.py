@@ -16,9 +16,12 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -475,14 +478,17 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
             rtt_ms=case.rtt_ms or sqlabench_run.rtt_ms,
             verified=False,
         )
-        rounds = Rounds(settings.rounds, setup=lambda: None, warmup_rounds=1)
+        server = ServerCpu(admin)
+        rounds = Rounds(settings.rounds, setup=server.sample, warmup_rounds=1)
         if case.backend.is_async:
             outcome, counter = asyncio.run(
-                run_async(benchmark, case, target, settings.requests_per_client, rounds)
+                run_async(
+                    benchmark, case, target, settings.requests_per_client, rounds, server.sample
+                )
             )
         else:
             outcome, counter = run_sync(
-                benchmark, case, target, settings.requests_per_client, rounds
+                benchmark, case, target, settings.requests_per_client, rounds, server.sample
             )
         loads: list[Load] = outcome.results
         verify(loads, counter, point, settings.requests_per_client, admin)
@@ -500,6 +506,8 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
         # cores the client used: near 1 for a sync engine (one GIL) or an event loop, and the
         # point measures the client's limit, not the pool's
         client_cpu=round(float(np.median([ld.cpu / ld.duration for ld in loads])), 3),
+        # and the server's, over the timed rounds (None: a server this machine cannot see)
+        server_cpu=server.cores(skip=1),
         latency_ms=percentiles_ms(latencies),
         pool_wait_ms={
             "p50": wait_ms["p50"],
@@ -552,6 +560,63 @@ def verify(
     check(stored == last, "committed names are missing from the database")
 
 
+class ServerCpu:
+    """CPU time the PostgreSQL server's processes used, where this machine can read it.
+
+    The server is local when the backend that answers `pg_backend_pid()` shows in /proc as a
+    `postgres` process: then its postmaster's own time, the time of every backend it has
+    reaped (NullPool's closed connections included) and that of the ones alive add up to the
+    server's. Read between rounds, in pytest-benchmark's untimed setup, never during one.
+    """
+
+    def __init__(self, admin: Engine) -> None:
+        self.postmaster: int | None = None
+        self.samples: list[tuple[float, float]] = []
+        with admin.connect() as conn:
+            backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            try:
+                if _comm(backend) == "postgres":
+                    parent = int(_stat(backend)[1])
+                    self.postmaster = parent if _comm(parent) == "postgres" else None
+            except (OSError, ValueError, IndexError):
+                self.postmaster = None
+
+    def sample(self) -> None:
+        if self.postmaster is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                self.samples.append((time.perf_counter(), self._seconds()))
+
+    def cores(self, skip: int) -> float | None:
+        """Cores used from the sample after the first `skip` (the warm-up's) to the last."""
+        if len(self.samples) < skip + 2:
+            return None
+        (t0, c0), (t1, c1) = self.samples[skip], self.samples[-1]
+        return round((c1 - c0) / (t1 - t0), 3) if t1 > t0 else None
+
+    def _seconds(self) -> float:
+        assert self.postmaster is not None
+        # clock ticks (10 ms) throughout: the postmaster's own, its reaped children's and its
+        # living children's, one accounting, so a backend that exits between two samples
+        # moves from the last sum to the first without changing the total
+        ticks = sum(int(x) for x in _stat(self.postmaster)[11:15])
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    fields = _stat(int(entry.name))
+                    if int(fields[1]) == self.postmaster:
+                        ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command: [state, ppid, ...], utime at 11."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 class CountingRequests(StatementCounter):
     """Thread-safe counting of statements and commits, completed requests, connections."""
 
@@ -578,7 +643,12 @@ class CountingRequests(StatementCounter):
 
 
 def run_sync(
-    benchmark: Any, case: Case, target: Target, requests: int, rounds: Rounds
+    benchmark: Any,
+    case: Case,
+    target: Target,
+    requests: int,
+    rounds: Rounds,
+    finished: Callable[[], None] = lambda: None,
 ) -> tuple[Outcome[Load], CountingRequests]:
     counter = CountingRequests()
     with contextlib.ExitStack() as stack:
@@ -594,15 +664,25 @@ def run_sync(
             counter.requests += done.completed
             return done
 
+        def setup() -> None:
+            rounds.setup()
+            load.prepare()
+
         outcome = measure(
             benchmark, one_load, counter, keep_last=rounds.rounds,
-            rounds=dataclasses.replace(rounds, setup=load.prepare),
+            rounds=dataclasses.replace(rounds, setup=setup),
         )  # fmt: skip
+        finished()  # before the pool's connections close
     return outcome, counter
 
 
 async def run_async(
-    benchmark: Any, case: Case, target: Target, requests: int, rounds: Rounds
+    benchmark: Any,
+    case: Case,
+    target: Target,
+    requests: int,
+    rounds: Rounds,
+    finished: Callable[[], None] = lambda: None,
 ) -> tuple[Outcome[Load], CountingRequests]:
     counter = CountingRequests()
     async with contextlib.AsyncExitStack() as stack:
@@ -619,4 +699,5 @@ async def run_async(
         outcome = await measure_async(
             benchmark, one_load, counter, keep_last=rounds.rounds, rounds=rounds
         )
+        finished()  # before the pool's connections close
     return outcome, counter
