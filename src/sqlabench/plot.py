@@ -400,7 +400,10 @@ def pools_figure(result: ResultFile, rtt_ms: float | None = None) -> Figure | No
         for curve in (c for c in curves if c.concurrency == concurrency):
             index = backends.index(curve.backend)
             colour, marker = OKABE_ITO[index % 8], MARKERS[index % len(MARKERS)]
-            xs = list(curve.sizes)
+            # backends side by side at each size (a few percent apart on the log axis), so
+            # that one's range bar does not hide another's
+            dodge = 1 + 0.05 * (index - (len(backends) - 1) / 2)
+            xs = [size * dodge for size in curve.sizes]
             ys = list(curve.throughput)
             errors = [
                 [y - low for y, low in zip(ys, curve.low, strict=True)],
@@ -416,7 +419,7 @@ def pools_figure(result: ResultFile, rtt_ms: float | None = None) -> Figure | No
                 top.plot(dense, expected, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
             knee = curve.sizes.index(curve.knee)
             top.plot(
-                [curve.knee], [curve.throughput[knee]], marker="o", markersize=11,
+                [xs[knee]], [curve.throughput[knee]], marker="o", markersize=11,
                 markerfacecolor="none", markeredgecolor=colour, linestyle="none",
             )  # fmt: skip
             for x, y, bound in zip(xs, ys, curve.client_bound, strict=True):

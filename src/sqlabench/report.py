@@ -178,6 +178,18 @@ def bulk_insert_answer(result: ResultFile) -> str:
     return text[0].upper() + text[1:] + f" ({_where(result)})."
 
 
+def _latency(result: ResultFile) -> str:
+    if result.info.rtt_ms:
+        return f"injected RTT {result.info.rtt_ms:g} ms"
+    own = sorted({float(b.extra_info["rtt_ms"]) for b in result.benchmarks
+                  if b.extra_info.get("rtt_ms")})  # fmt: skip
+    if own:
+        return "no latency injected run-wide; benchmarks named …-rtt<X>ms ran at " + ", ".join(
+            f"{rtt:g} ms" for rtt in own
+        )
+    return "no injected latency"
+
+
 def pools_answer(result: ResultFile) -> str:
     """The pool size to pick, named only where the rounds separate it from smaller pools."""
     every = summary.pool_curves(result)
@@ -313,7 +325,7 @@ def environment_lines(result: ResultFile) -> list[str]:
         "",
         f"Machine `{info.machine}`; Python {info.python}; SQLAlchemy {info.sqlalchemy}; "
         f"sqlabench {info.suite_version} at commit `{info.suite_commit}`; "
-        + (f"injected RTT {info.rtt_ms:g} ms" if info.rtt_ms else "no injected latency")
+        + _latency(result)
         + (f"; {info.repeat} passes" if info.repeat > 1 else "")
         + ".",
         "",
