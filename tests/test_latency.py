@@ -68,7 +68,8 @@ def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> No
     # (which also holds the client's own delays: more of them on a loaded machine)
     assert seen["round_trips"] == 50
     assert seen["p50"] == pytest.approx(2.0, rel=0.05), seen
-    assert seen["p50"] <= statistics.median(times), (seen, times)
+    # (the proxy's hop is an estimate, taken once: 2% for its noise)
+    assert seen["p50"] <= statistics.median(times) * 1.02, (seen, times)
 
 
 def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:
@@ -98,6 +99,7 @@ def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:
             time.sleep(3)
             assert loader.poll() is None, "the load did not start"
             path.proxy.seen()
+            cpu, wall = cpu_seconds(path.proxy._process.pid), time.monotonic()
             with psycopg.connect(path.target.dsn(), autocommit=True) as conn:
                 times = []
                 for _ in range(400):
@@ -105,6 +107,7 @@ def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:
                     conn.execute("SELECT 1").fetchone()
                     times.append((time.perf_counter() - start) * 1e3)
             seen = path.proxy.seen()
+            used = (cpu_seconds(path.proxy._process.pid) - cpu) / (time.monotonic() - wall)
         finally:
             loader.kill()
             loader.wait()
@@ -114,6 +117,8 @@ def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:
     assert statistics.median(times) - base == pytest.approx(2.0, rel=TOLERANCE)
     assert seen["p50"] == pytest.approx(2.0, rel=0.1), seen
     assert seen["p99"] <= 2.0 * 2, seen
+    # the proxy's account of its own CPU agrees with the kernel's (in 10 ms ticks)
+    assert seen["cores"] == pytest.approx(used, abs=0.1), (seen, used)
 
 
 def test_a_new_connection_pays_the_tcp_handshake(postgres_url: str) -> None:
@@ -256,6 +261,7 @@ def test_lazy_loading_pays_the_latency_on_every_statement(tmp_path: Path) -> Non
         assert b["stats"]["min"] >= info["statements"] * 0.002
         # the delay the benchmark itself saw, over every round trip of its rounds
         seen = info["rtt_seen_ms"]
+        assert 0 <= info["proxy_cpu"] < 1
         assert seen["round_trips"] >= info["statements"] * b["stats"]["rounds"]
         assert seen["p50"] == pytest.approx(2.0, rel=TOLERANCE)
         assert seen["p50"] <= seen["p99"] <= seen["max"]

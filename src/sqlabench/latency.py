@@ -112,8 +112,9 @@ class LatencyProxy:
     def seen(self) -> dict[str, float]:
         """The round-trip delay the path added since the last call (ms), as the proxy saw it:
         `round_trips` request/reply pairs, their `p50`, `p99` and `max` (what each pair was
-        held, from the kernel's arrival stamps, plus the proxy's own hops); empty if the
-        proxy is gone (the benchmarks through it fail on their own)."""
+        held, from the kernel's arrival stamps, plus the proxy's own hops), and the `cores`
+        the proxy used meanwhile; empty if the proxy is gone (the benchmarks through it fail
+        on their own)."""
         process = self._process
         if process is None or process.stdin is None or process.stdout is None:
             return {}
@@ -323,6 +324,7 @@ class _DelayLoop:
         """Added delay of each request/reply round trip since the last `stats`, in seconds."""
         self.buffer = bytearray(_READ_SIZE)
         self.commands = b""
+        self.wall_mark, self.cpu_mark = time.monotonic(), time.process_time()
 
     def run(self) -> None:
         clock = time.monotonic
@@ -530,16 +532,21 @@ class _DelayLoop:
             line, self.commands = self.commands.split(b"\n", 1)
             command, _, argument = line.strip().partition(b" ")
             if command == b"stats":
-                print(json.dumps(_added_percentiles(self.added)), flush=True)
-                self.added = []
+                now, cpu = time.monotonic(), time.process_time()
+                stats = _added_percentiles(self.added)
+                # the proxy's own cost over the same stretch: a proxy short of a core would
+                # be late, and this says how close it came
+                stats["cores"] = round((cpu - self.cpu_mark) / max(now - self.wall_mark, 1e-9), 3)
+                print(json.dumps(stats), flush=True)
+                self.added, self.wall_mark, self.cpu_mark = [], now, cpu
             elif command == b"delay":
                 with contextlib.suppress(ValueError):
                     self.delay = max(0.0, float(argument))
 
 
-def _added_percentiles(added: list[float]) -> dict[str, float | int]:
+def _added_percentiles(added: list[float]) -> dict[str, float]:
     if not added:
-        return {"round_trips": 0}
+        return {"round_trips": 0.0}
     ordered = sorted(added)
 
     def at(q: float) -> float:

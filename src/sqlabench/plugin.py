@@ -367,6 +367,8 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         bench.extra_info["rtt_seen_ms"] = {
             key: seen[key] for key in ("p50", "p99", "max", "round_trips")
         }
+        if "cores" in seen:
+            bench.extra_info["proxy_cpu"] = seen["cores"]
     asked = path.measured.asked_ms
     if abs(seen["p50"] - asked) > TOLERANCE * asked:
         raise AssertionError(
