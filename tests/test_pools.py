@@ -187,7 +187,8 @@ def test_server_cpu_sees_a_backend_working(pools_database: PostgresTarget) -> No
     finally:
         admin.dispose()
     cores = server.cores(skip=0)
-    assert cores is not None and 0.6 <= cores <= 1.3, cores
+    # about one core; at least a third of one even on a machine busy with other work
+    assert cores is not None and 0.3 <= cores <= 1.3, cores
     assert client < 0.1
 
 
