@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -41,6 +42,16 @@ def test_upstream_is_the_socket_or_the_host() -> None:
     assert upstream_of(make_url("postgresql://u@db.example:6543/db")) == "db.example:6543"
 
 
+def timed_select_1(conn: psycopg.Connection[Any], count: int) -> list[float]:
+    """`count` SELECT 1 round trips on `conn`, each timed by the client, in ms."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        conn.execute("SELECT 1").fetchone()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
 def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> None:
     """Every round trip through the proxy carries the delay, the measured path is within the
     run's tolerance, and what the proxy says it added agrees with what a client timed."""
@@ -53,11 +64,7 @@ def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> No
         with psycopg.connect(path.target.dsn(), autocommit=True, prepare_threshold=None) as conn:
             conn.execute("SELECT 1")
             path.proxy.seen()
-            times = []
-            for _ in range(50):
-                start = time.perf_counter()
-                conn.execute("SELECT 1").fetchone()
-                times.append((time.perf_counter() - start) * 1e3)
+            times = timed_select_1(conn, 50)
         seen = path.proxy.seen()
     # every single round trip carries the delay (within the timer's jitter), and the median
     # one the asked RTT on top of the server's own time
@@ -101,11 +108,7 @@ def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:
             path.proxy.seen()
             cpu, wall = cpu_seconds(path.proxy._process.pid), time.monotonic()
             with psycopg.connect(path.target.dsn(), autocommit=True) as conn:
-                times = []
-                for _ in range(400):
-                    start = time.perf_counter()
-                    conn.execute("SELECT 1").fetchone()
-                    times.append((time.perf_counter() - start) * 1e3)
+                times = timed_select_1(conn, 400)
             seen = path.proxy.seen()
             used = (cpu_seconds(path.proxy._process.pid) - cpu) / (time.monotonic() - wall)
         finally:
