@@ -112,8 +112,7 @@ def test_a_run_where_every_benchmark_fails_is_still_recorded(tmp_path: Path) -> 
     (bench_dir / "test_broken.py").write_text(BROKEN_SCENARIO)
     out = tmp_path / "out"
     done = run_cli(
-        "run", "broken", "-b", "sqlite", "--out", str(out),
-        env={"SQLABENCH_BENCHMARKS": str(bench_dir)},
+        "run", str(bench_dir / "test_broken.py"), "-b", "sqlite", "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
@@ -146,8 +145,7 @@ def test_a_benchmark_failing_after_its_rounds_is_left_out_of_the_result(tmp_path
     (bench_dir / "test_checked.py").write_text(FAILS_AFTER_TIMING)
     out = tmp_path / "out"
     done = run_cli(
-        "run", "checked", "-b", "sqlite", "--out", str(out),
-        env={"SQLABENCH_BENCHMARKS": str(bench_dir)},
+        "run", str(bench_dir / "test_checked.py"), "-b", "sqlite", "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     [path] = out.glob("*.json")

@@ -14,7 +14,8 @@ from xml.etree import ElementTree
 import pytest
 
 from conftest import run_cli
-from sqlabench import plot, report, results, summary
+from sqlabench import plot, report, results
+from sqlabench.questions import pools as pools_question
 from test_results import make_result
 
 BACKENDS = [
@@ -274,11 +275,11 @@ def test_the_pools_answer_names_the_smallest_pool_within_the_noise_of_the_best()
             pool_point(20, 16, [700, 720, 740]),
         ]
     )
-    [curve] = summary.pool_curves(result)
+    [curve] = pools_question.pool_curves(result)
     assert curve.knee == 5 and curve.tolerance == pytest.approx(0.05)
     # Little's law from the smallest pool's own time (10 ms, no wait): 5 / 10 ms, 16 / 10 ms
     assert curve.expected_rps(5) == pytest.approx(500) and curve.expected_rps(20) == 1600
-    answer = report.pools_answer(result)
+    answer = pools_question.answer(result)
     assert "on psycopg any pool of 5 or more serves within 5% of the best (720 requests/s)" in (
         answer
     )
@@ -295,7 +296,7 @@ def test_a_difference_larger_than_the_noise_separates_pools() -> None:
             pool_point(20, 16, [700, 720, 740]),
         ]
     )
-    answer = report.pools_answer(result)
+    answer = pools_question.answer(result)
     assert "only a connection per client (pool 20) served within 6% of the best" in answer
     assert "pool 5: 640, 11% less" in answer
 
@@ -309,7 +310,7 @@ def test_a_difference_inside_the_noise_does_not() -> None:
             pool_point(20, 16, [700, 720, 740]),
         ]
     )
-    assert "any pool of 5 or more serves within 22% of the best" in report.pools_answer(result)
+    assert "any pool of 5 or more serves within 22% of the best" in pools_question.answer(result)
 
 
 def test_throughput_still_rising_at_the_largest_pool_is_said() -> None:
@@ -320,7 +321,7 @@ def test_throughput_still_rising_at_the_largest_pool_is_said() -> None:
             pool_point(20, 64, [1380, 1400, 1420], client_cpu=0.97),
         ]
     )
-    answer = report.pools_answer(result)
+    answer = pools_question.answer(result)
     assert "throughput still rose at the largest pool measured (20: 1,400 requests/s" in answer
     assert "the client, not the pool, is the limit" in answer
     assert "a larger pool may serve more" not in answer
@@ -337,7 +338,7 @@ def test_any_pool_or_more_is_said_only_when_every_larger_pool_served_as_well() -
             pool_point(20, 16, [297, 300, 303]),
         ]
     )
-    answer = report.pools_answer(result)
+    answer = pools_question.answer(result)
     assert "or more" not in answer
     assert (
         "pool 5 served within 5% of the best (420 requests/s), but not every larger one "
@@ -354,7 +355,7 @@ def test_a_pools_chart_and_a_sentence_per_rtt(tmp_path: Path) -> None:
         for size, r in zip((1, 5, 20), rates, strict=True)
     ]
     result = pools_result(points)
-    answer = report.pools_answer(result)
+    answer = pools_question.answer(result)
     at_2 = answer.index("With 16 concurrent clients at 2 ms RTT, on psycopg only a connection")
     local = answer.index("With 16 concurrent clients over a local connection, on psycopg any pool")
     assert at_2 < local
@@ -363,7 +364,7 @@ def test_a_pools_chart_and_a_sentence_per_rtt(tmp_path: Path) -> None:
     names = sorted(p.name for p in charts.by_question["pools"] if p.suffix == ".png")
     assert names == ["pools-rtt0ms.png", "pools.png"]
     for rtt, where in ((2.0, "pools at 2 ms RTT:"), (0.0, "pools over a local connection:")):
-        figure = plot.pools_figure(result, rtt)
+        figure = pools_question.pools_figure(result, rtt)
         assert figure is not None
         assert figure.get_suptitle().startswith(where)
-        plot._pyplot().close(figure)
+        plot.pyplot().close(figure)

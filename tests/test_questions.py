@@ -1,7 +1,21 @@
+"""The question registry: built-in, installed and users' own question modules, and that each
+one brings its tables, chart and answer to every view of a result."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
 import pytest
 
-from sqlabench import questions
+from conftest import ROOT, run_cli
+from sqlabench import questions, results, summary
 from sqlabench.errors import SqlabenchError
+
+PUBLISHED = ROOT / "results" / "published"
+EXAMPLE = ROOT / "examples" / "pagination.py"
 
 
 def test_engines_is_discovered_with_its_question() -> None:
@@ -10,8 +24,11 @@ def test_engines_is_discovered_with_its_question() -> None:
     assert found["engines"].summary.endswith("?")
 
 
-def test_all_means_every_question() -> None:
-    assert [q.name for q in questions.resolve(["all"])] == list(questions.discover())
+def test_all_means_every_built_in_question_in_name_order() -> None:
+    """Runs of `all` keep the order every earlier run had, so their results stay mergeable."""
+    assert [q.name for q in questions.resolve(["all"])] == [
+        "bulk_insert", "engines", "loading", "pools",
+    ]  # fmt: skip
 
 
 def test_unknown_question_and_profile() -> None:
@@ -19,3 +36,152 @@ def test_unknown_question_and_profile() -> None:
         questions.resolve(["nosuchquestion"])
     with pytest.raises(SqlabenchError, match="unknown profile 'huge'"):
         questions.check_profile("huge")
+
+
+@pytest.mark.parametrize("name", ["engines", "loading", "pools", "bulk_insert"])
+def test_every_built_in_question_has_tables_a_chart_and_an_answer(name: str) -> None:
+    """From the published run (each question's own, where it has one): tables with rows, at
+    least one figure drawn and a sentence that is not the no-data fallback."""
+    from matplotlib.figure import Figure
+
+    from sqlabench import plot
+
+    question = questions.discover()[name]
+    question.check_declares()
+    shown = questions.presentation(question)
+    assert shown is not None and shown.title.endswith("?")
+    own = sorted((PUBLISHED / name).glob("*.json")) if (PUBLISHED / name).is_dir() else []
+    result = results.load(own[-1] if own else next(PUBLISHED.glob("*-full.json.gz")))
+    tables = shown.tables(result)
+    assert tables and all(t.rows for t in tables)
+    figures = [fig for _, fig in shown.figures(result)]
+    assert figures and all(isinstance(fig, Figure) for fig in figures)
+    for fig in figures:
+        plot.pyplot().close(fig)
+    answer = shown.answer(result)
+    assert answer.endswith(".") and not answer.startswith("No ")
+
+
+def test_a_users_question_module_is_listed_run_verified_charted_and_reported(
+    tmp_path: Path,
+) -> None:
+    """examples/pagination.py, named by path, with no other file edited."""
+    listed = run_cli("list", str(EXAMPLE))
+    assert listed.returncode == 0, listed.stderr
+    assert "pagination" in listed.stdout and "Offset or keyset" in listed.stdout
+
+    out, report_dir = tmp_path / "runs", tmp_path / "report"
+    done = run_cli(
+        "run", str(EXAMPLE), "--profile", "smoke", "-b", "sqlite", "--out", str(out),
+        "--report", str(report_dir),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [path] = out.glob("*-pagination-smoke.json")
+    data = json.loads(path.read_text())
+    benches = data["benchmarks"]
+    # two pages × two strategies on SQLite, every one checked against the seeded posts
+    assert sorted(b["name"] for b in benches) == [
+        "test_pagination[sqlite-keyset-page0]", "test_pagination[sqlite-keyset-page24]",
+        "test_pagination[sqlite-offset-page0]", "test_pagination[sqlite-offset-page24]",
+    ]  # fmt: skip
+    assert all(b["extra_info"]["verified"] for b in benches)
+    assert {(b["extra_info"]["statements"], b["extra_info"]["rows_fetched"]) for b in benches} == {
+        (1, 20)
+    }
+    assert data["sqlabench"]["question_sources"] == {"pagination": str(EXAMPLE)}
+    assert "pagination: median per operation" in done.stdout  # its own table, not the generic
+
+    assert (report_dir / "pagination-sqlite.png").stat().st_size > 10_000
+    text = (report_dir / "report.md").read_text()
+    assert "## pagination: Offset or keyset pagination?" in text
+    assert "**Answer.** Backend sqlite, page 0:" in text
+    assert "![pagination](pagination-sqlite.png)" in text
+    assert "`sqlabench run examples/pagination.py --profile smoke`" in text
+
+
+PARTIAL = '''
+"""Is a question that forgot its answer refused before it runs?"""
+QUESTION = "partial"
+PROFILES = {"smoke": 1, "quick": 1, "full": 1}
+TITLE = "Partial?"
+
+def tables(result): return []
+def figures(result): return []
+
+def test_partial(benchmark, sqlabench_run):
+    benchmark(lambda: None)
+'''
+
+
+def test_a_question_module_missing_part_of_its_presentation_is_refused_before_running(
+    tmp_path: Path,
+) -> None:
+    module = tmp_path / "partial.py"
+    module.write_text(PARTIAL)
+    done = run_cli("run", str(module), "-b", "sqlite", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"the question module {module} does not declare answer" in line
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_result_whose_question_module_is_gone_still_has_its_generic_table(
+    tmp_path: Path,
+) -> None:
+    """A result outlives the file that made it: plot and report fall back, and say so."""
+    module = tmp_path / "pagination.py"
+    shutil.copy(EXAMPLE, module)
+    out = tmp_path / "runs"
+    done = run_cli(
+        "run", str(module), "--profile", "smoke", "-b", "sqlite", "-k", "page0", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    module.unlink()
+    [path] = out.glob("*.json")
+    tables = summary.tables(results.load(path))
+    assert [t.title for t in tables] == ["pagination: median per operation"]
+    reported = run_cli("report", str(path), "--out", str(tmp_path / "report"))
+    assert reported.returncode == 0, reported.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "(no answer: its module is not to be found here, or gives none)" in text
+    assert "pagination: no chart (its module is not to be found here, or draws none)" in text
+
+
+def test_an_installed_question_is_found_through_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package's `sqlabench.questions` entry point: listed, resolved and presented by name."""
+    import importlib.metadata
+
+    package = tmp_path / "mybench"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(EXAMPLE, package / "pagination.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = importlib.metadata.EntryPoint(
+        name="pagination", value="mybench.pagination", group=questions.ENTRY_POINT_GROUP
+    )
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda group: [entry] if group == questions.ENTRY_POINT_GROUP else [],
+    )
+    found = questions.discover()
+    assert list(found)[-1] == "pagination" and found["pagination"].module == "mybench.pagination"
+    assert found["pagination"].path == package / "pagination.py"
+    assert questions.resolve(["pagination"]) == [found["pagination"]]
+    assert "pagination" in [q.name for q in questions.resolve(["all"])]
+    shown = questions.presentation(found["pagination"])
+    assert shown is not None and shown.title == "Offset or keyset pagination?"
+
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda group: [importlib.metadata.EntryPoint("gone", "mybench.gone", group)],
+    )
+    with pytest.raises(SqlabenchError, match=re.escape("names the module 'mybench.gone'")):
+        questions.discover()
+    misnamed = importlib.metadata.EntryPoint("paging", "mybench.pagination", "sqlabench.questions")
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [misnamed])
+    with pytest.raises(SqlabenchError, match="declares QUESTION = 'pagination'"):
+        questions.discover()

@@ -101,14 +101,17 @@ def cli() -> None:
 
 
 @cli.command("list")
+@click.argument("modules", metavar="[QUESTION_MODULE.py]...", nargs=-1)
 @one_line_errors
-def list_command() -> None:
-    """Show the questions, the backends (and whether each can run here) and the profiles."""
+def list_command(modules: tuple[str, ...]) -> None:
+    """Show the questions (with your own QUESTION_MODULE.py files), the backends (and whether
+    each can run here) and the profiles."""
     table = RichTable(title="questions", title_justify="left")
     table.add_column("question")
     table.add_column("asks")
-    for q in questions.discover().values():
-        table.add_row(q.name, q.summary)
+    table.add_column("module")
+    for q in questions.discover(modules).values():
+        table.add_row(q.name, q.summary, q.module or str(q.path))
     out.print(table)
 
     url = os.environ.get(backends.POSTGRES_URL_ENV)
@@ -142,7 +145,7 @@ def list_command() -> None:
 
 
 @cli.command("run")
-@click.argument("question_names", metavar="QUESTION|all", nargs=-1)
+@click.argument("question_names", metavar="QUESTION|all|MODULE.py", nargs=-1)
 @click.option(
     "--profile",
     "-p",
@@ -224,7 +227,8 @@ def run_command(
     instructions: bool,
     report_dir: str | None,
 ) -> None:
-    """Run QUESTION (or all) and write a new JSON result file into --out.
+    """Run QUESTION (or all, or your own question MODULE.py) and write a new JSON result file
+    into --out.
 
     Every benchmark checks that it did its work and records how many SQL statements each
     operation sent. Exit status: 0 when every benchmark passed, 1 when one failed (its error is

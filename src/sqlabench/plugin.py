@@ -37,7 +37,7 @@ from sqlabench.errors import SqlabenchError
 from sqlabench.latency import TOLERANCE, InjectedPath, injected_latency
 from sqlabench.masking import mask_text
 from sqlabench.measure import injected_slowdown, injected_work_fraction
-from sqlabench.questions import PROFILES, discover, harness_hash
+from sqlabench.questions import PROFILES, Question, discover, harness_hash
 from sqlabench.results import (
     COUNT_FIELDS,
     RESULT_KEY,
@@ -208,8 +208,10 @@ class RunContext:
             return f"{self._postgres_direct.display}, through the latency proxy"
         return self.target(backend).display
 
-    def run_info(self, questions: list[str], complete: bool) -> RunInfo:
-        hashes = {q.name: q.source_hash() for q in discover().values() if q.name in questions}
+    def run_info(
+        self, questions: list[str], complete: bool, chosen: list[Question] | None = None
+    ) -> RunInfo:
+        ran = [q for q in chosen or discover().values() if q.name in questions]
         return RunInfo(
             schema_version=SCHEMA_VERSION,
             questions=tuple(questions),
@@ -227,7 +229,8 @@ class RunContext:
             repeat=self.repeat,
             rtt_measured_ms=self.path.measured.measured_ms if self.path else None,
             rtt_base_ms=self.path.measured.base_ms if self.path else None,
-            scenario_hashes=hashes,
+            scenario_hashes={q.name: q.source_hash() for q in ran},
+            question_sources={q.name: q.source for q in ran},
             harness_hash=harness_hash(),
             failures=tuple(self.failures),
             interrupted=tuple(self.interrupted),
@@ -303,9 +306,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class RunnerHooks:
     """Handed to pytest.main by the runner: carries its already prepared RunContext."""
 
-    def __init__(self, context: RunContext, questions: list[str]) -> None:
+    def __init__(self, context: RunContext, chosen: list[Question]) -> None:
         self.context = context
-        self.questions = questions
+        self.chosen = chosen
+        self.questions = [q.name for q in chosen]
         self.json: dict[str, Any] | None = None
 
 
@@ -515,7 +519,8 @@ def pytest_benchmark_update_json(
         {str(b.get("extra_info", {}).get("question")) for b in output_json["benchmarks"]}
     )  # fmt: skip
     complete = ctx.total > 0 and ctx.done == ctx.total
-    output_json[RESULT_KEY] = ctx.run_info(questions, complete).to_json()
+    chosen = runner.chosen if runner else None
+    output_json[RESULT_KEY] = ctx.run_info(questions, complete, chosen).to_json()
     if runner is not None:
         runner.json = output_json
 

@@ -11,19 +11,12 @@ import html
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlabench import plot, summary
-from sqlabench.results import BenchmarkResult, ResultFile
-
-QUESTION_TITLES = {
-    "engines": "Sync or async engine, ORM, Core or the raw driver?",
-    "loading": "Lazy, selectinload or joinedload?",
-    "bulk_insert": "Which bulk-insert strategy?",
-    "pools": "What pool size for how many concurrent clients?",
-}
+from sqlabench import plot, questions, summary
+from sqlabench.results import ResultFile
 
 
 @dataclass(frozen=True)
@@ -44,140 +37,6 @@ class Report:
     extra_charts: list[Path] = field(default_factory=list)
 
 
-def _verified(benches: Sequence[BenchmarkResult]) -> list[BenchmarkResult]:
-    return [b for b in benches if b.extra_info.get("verified")]
-
-
-def _where(result: ResultFile) -> str:
-    rtt = result.info.rtt_ms
-    return f"at {rtt:g} ms RTT" if rtt else "over a local connection"
-
-
-def _times(value: float) -> str:
-    return f"{value:.1f}×" if value < 10 else f"{value:.0f}×"
-
-
-def _statements(count: object) -> str:
-    return f"{count:,} statement{'' if count == 1 else 's'}" if isinstance(count, int) else "?"
-
-
-def _span(values: Sequence[float]) -> str:
-    low, high = min(values), max(values)
-    return _times(low) if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f} to {_times(high)}"
-
-
-# --- one sentence per question ----------------------------------------------------------------
-
-
-def engines_answer(result: ResultFile) -> str:
-    benches = _verified([b for b in result.benchmarks if b.question == "engines"])
-    lookups = {
-        (b.backend, str(b.extra_info.get("layer"))): b
-        for b in benches
-        if b.extra_info.get("workload") == "pk_lookup"
-    }
-    backends = plot.order({backend for backend, _ in lookups}, plot.BACKEND_ORDER)
-    orm = [
-        lookups[(b, "orm")].median / lookups[(b, "raw")].median
-        for b in backends
-        if (b, "orm") in lookups and (b, "raw") in lookups
-    ]
-    core = [
-        lookups[(b, "core")].median / lookups[(b, "raw")].median
-        for b in backends
-        if (b, "core") in lookups and (b, "raw") in lookups
-    ]
-    if not orm:
-        return "No verified primary-key lookup with both the ORM and the raw driver in this run."
-    fastest = min(
-        (b for b in backends if (b, "orm") in lookups), key=lambda b: lookups[(b, "orm")].median
-    )
-    sentence = (
-        f"A primary-key lookup through the ORM took {_span(orm)} the raw driver's time "
-        f"(Core {_span(core) if core else 'not measured'}) on {len(orm)} backend(s) "
-        f"{_where(result)}; the fastest ORM lookup was on {fastest} "
-        f"({summary.format_time(lookups[(fastest, 'orm')].median)})"
-    )
-    if ("psycopg", "orm") in lookups and ("psycopg_async", "orm") in lookups:
-        ratio = lookups[("psycopg_async", "orm")].median / lookups[("psycopg", "orm")].median
-        sentence += f", and the async psycopg engine took {ratio:.2f}× the sync one's time"
-    return sentence + "."
-
-
-def loading_answer(result: ResultFile) -> str:
-    backend = plot.loading_backend(result)
-    benches = _verified(
-        [b for b in result.benchmarks if b.question == "loading" and b.backend == backend]
-    )
-    shape = (
-        "one_to_many" if any(b.extra_info.get("shape") == "one_to_many" for b in benches) else None
-    )
-    candidates = [b for b in benches if b.extra_info.get("shape") == shape] if shape else benches
-    if not candidates:
-        return "No verified loading result in this run."
-    parents = max(int(b.extra_info["parents"]) for b in candidates)
-    at = [b for b in candidates if int(b.extra_info["parents"]) == parents]
-    fanout = max(int(b.extra_info["fanout"]) for b in at)
-    at = [b for b in at if int(b.extra_info["fanout"]) == fanout]
-    fastest = min(at, key=lambda b: b.median)
-    lazy = next((b for b in at if b.extra_info.get("strategy") == "lazy"), None)
-    children = "child" if fanout == 1 else "children"
-    what = (
-        f"loading {parents:,} parents with {fanout:,} {children} each "
-        f"({str(fastest.extra_info['shape']).replace('_', '-')}) on {backend} {_where(result)}"
-    )
-    name = fastest.extra_info["strategy"]
-    if lazy is None or lazy is fastest:
-        return (
-            f"For {what}, {name} was the fastest strategy ({summary.format_time(fastest.median)})."
-        )
-    return (
-        f"For {what}, {name} was {_times(lazy.median / fastest.median)} faster than lazy "
-        f"({summary.format_time(fastest.median)} against {summary.format_time(lazy.median)}; "
-        f"{_statements(fastest.extra_info.get('statements'))} against "
-        f"{lazy.extra_info.get('statements'):,}), and the fastest strategy measured."
-    )
-
-
-def bulk_insert_answer(result: ResultFile) -> str:
-    benches = _verified([b for b in result.benchmarks if b.question == "bulk_insert"])
-    if not benches:
-        return "No verified bulk_insert result in this run."
-    rows = max(int(b.extra_info["rows"]) for b in benches)
-    benches = [b for b in benches if int(b.extra_info["rows"]) == rows]
-    backends = plot.order({b.backend for b in benches}, ("psycopg", "asyncpg", *plot.BACKEND_ORDER))
-    sentences = []
-    for backend in backends[:2]:
-        mine = [b for b in benches if b.backend == backend]
-        ceiling = next((b for b in mine if b.extra_info.get("ceiling")), None)
-        sqlalchemy_ways = [
-            b for b in mine if not str(b.extra_info.get("strategy")).startswith(("raw", "copy"))
-        ]
-        if ceiling is None or not sqlalchemy_ways:
-            continue
-        best = min(sqlalchemy_ways, key=lambda b: b.median)
-        unit_of_work = next(
-            (b for b in mine if b.extra_info.get("strategy") == "orm_add_all_flush"), None
-        )
-        rate = float(ceiling.extra_info["rows_per_s"])
-        share = float(best.extra_info["ratio_to_ceiling"])
-        sentence = (
-            f"at {rows:,} rows on {backend}, {ceiling.extra_info['strategy']} (the ceiling) "
-            f"inserted {rate:,.0f} rows/s; the fastest SQLAlchemy strategy, "
-            f"{summary.bulk_label(best.extra_info)}, reached {share:.2f} of it"
-        )
-        if unit_of_work is not None:
-            sentence += (
-                f" and the ORM unit of work (add_all + flush) "
-                f"{unit_of_work.extra_info['ratio_to_ceiling']:.2f}"
-            )
-        sentences.append(sentence)
-    if not sentences:
-        return "No backend in this run has both its ceiling and a SQLAlchemy strategy verified."
-    text = "; ".join(sentences)
-    return text[0].upper() + text[1:] + f" ({_where(result)})."
-
-
 def _latency(result: ResultFile) -> str:
     if result.info.rtt_ms:
         return f"injected RTT {result.info.rtt_ms:g} ms"
@@ -190,87 +49,6 @@ def _latency(result: ResultFile) -> str:
     return "no injected latency"
 
 
-def pools_answer(result: ResultFile) -> str:
-    """The pool size to pick, named only where the rounds separate it from smaller pools."""
-    every = summary.pool_curves(result)
-    if not every:
-        return "No verified pools result in this run (no pool served every request in time)."
-    # the injected round trip first: that is where the pool, not the cores, is the limit
-    return " ".join(
-        _pools_sentence([c for c in every if c.rtt_ms == rtt], rtt)
-        for rtt in sorted({c.rtt_ms for c in every}, reverse=True)
-    )
-
-
-def _pools_sentence(curves: list[summary.PoolCurve], rtt: float) -> str:
-    concurrency = max(c.concurrency for c in curves)
-    parts = []
-    for backend in plot.order({c.backend for c in curves}, plot.BACKEND_ORDER):
-        curve = next(
-            (c for c in curves if c.backend == backend and c.concurrency == concurrency), None
-        )
-        if curve is None:
-            continue
-        at = curve.sizes.index(curve.knee)
-        rps = curve.throughput[at]
-        if len(curve.sizes) == 1:
-            part = f"on {backend} only pool {curve.knee} was measured ({rps:,.0f} requests/s)"
-        elif not curve.served_above:
-            # a larger pool served less (a dip, or a decline past the best): no "or more"
-            worst = min(range(at, len(curve.sizes)), key=curve.throughput.__getitem__)
-            part = (
-                f"on {backend} pool {curve.knee} served within {curve.tolerance:.0%} of the "
-                f"best ({curve.best:,.0f} requests/s), but not every larger one did (pool "
-                f"{curve.sizes[worst]}: {curve.throughput[worst]:,.0f})"
-            )
-            if at > 0:
-                part += _smaller(curve, at)
-        elif not curve.still_rising:
-            part = (
-                f"on {backend} any pool of {curve.knee} or more serves within "
-                f"{curve.tolerance:.0%} of the best ({curve.best:,.0f} requests/s)"
-            )
-            if at > 0:
-                part += _smaller(curve, at)
-        elif curve.knee >= concurrency:
-            part = (
-                f"on {backend} only a connection per client (pool {curve.knee}) served within "
-                f"{curve.tolerance:.0%} of the best, {rps:,.0f} requests/s" + _smaller(curve, at)
-            )
-        elif curve.client_bound[at]:
-            part = (
-                f"on {backend} throughput still rose at the largest pool measured "
-                f"({curve.knee}: {rps:,.0f} requests/s" + _smaller(curve, at) + "), where "
-                "the client process used a whole core: the client, not the pool, is the limit"
-            )
-        else:
-            part = (
-                f"on {backend} throughput still rose at the largest pool measured "
-                f"({curve.knee}: {rps:,.0f} requests/s" + _smaller(curve, at) + "): a larger "
-                "pool may serve more"
-            )
-        if curve.client_bound[at] and not (curve.still_rising and curve.knee < concurrency):
-            part += " (client-bound: the client process used a whole core)"
-        if curve.null_rps is not None:
-            part += f"; NullPool {curve.null_rps:,.0f}"
-        parts.append(part)
-    where = f"at {rtt:g} ms RTT" if rtt else "over a local connection"
-    return f"With {concurrency} concurrent clients {where}, " + "; ".join(parts) + "."
-
-
-def _smaller(curve: summary.PoolCurve, at: int) -> str:
-    size, rps = curve.sizes[at - 1], curve.throughput[at - 1]
-    return f"; pool {size}: {rps:,.0f}, {1 - rps / curve.throughput[at]:.0%} less"
-
-
-ANSWERS: dict[str, Callable[[ResultFile], str]] = {
-    "engines": engines_answer,
-    "loading": loading_answer,
-    "bulk_insert": bulk_insert_answer,
-    "pools": pools_answer,
-}
-
-
 # --- building and writing ---------------------------------------------------------------------
 
 
@@ -278,19 +56,19 @@ def build(results: Sequence[ResultFile], out: str | os.PathLike[str]) -> Report:
     """Draw the charts into `out` and gather, per question, its answer, tables and charts."""
     charts = plot.plot_results(results, out)
     report = Report(notes=list(charts.notes))
-    for question in plot.QUESTIONS:
-        source = plot.newest_with(results, question)
+    for question, source, shown in questions.in_results(results):
         if source is None:
             continue
         if source not in report.environment:
             report.environment.append(source)
-        tables = summary.SUMMARIES[question](source)
         report.sections.append(
             Section(
                 question=question,
-                title=QUESTION_TITLES[question],
-                answer=ANSWERS[question](source),
-                tables=tables,
+                title=shown.title if shown else question,
+                answer=shown.answer(source)
+                if shown
+                else ("(no answer: its module is not to be found here, or gives none)"),
+                tables=shown.tables(source) if shown else [summary.generic_table(source, question)],
                 charts=[p for p in charts.by_question.get(question, []) if p.suffix == ".png"],
                 source=source,
             )
@@ -339,6 +117,23 @@ def environment_lines(result: ResultFile) -> list[str]:
     return [*lines, ""]
 
 
+def _questions_run(report: Report) -> str:
+    """`all`, and the files of users' own questions (relative to here where they are below)."""
+    own = {
+        name: Path(source)
+        for result in report.environment
+        for name, source in result.info.question_sources.items()
+        if questions.looks_like_path(source)
+    }
+    shown = sorted(
+        str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else path.name
+        for name, path in own.items()
+        if any(s.question == name for s in report.sections)
+    )
+    built_in = any(s.question not in own for s in report.sections)
+    return " ".join((["all"] if built_in or not shown else []) + shown)
+
+
 def markdown(report: Report, out: Path) -> str:
     lines = ["# sqlabench report", ""]
     if report.environment:
@@ -346,7 +141,7 @@ def markdown(report: Report, out: Path) -> str:
         lines += [
             f"Measured {newest.info.started[:10]} on `{newest.info.machine}`. Every number is a "
             "median of repeated rounds on real databases; ratios compare medians from the same "
-            "run. Reproduce with `sqlabench run all --profile "
+            f"run. Reproduce with `sqlabench run {_questions_run(report)} --profile "
             f"{newest.info.profile}` and `sqlabench report`.",
             "",
         ]

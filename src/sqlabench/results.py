@@ -64,6 +64,9 @@ class RunInfo:
     rtt_base_ms: float | None = None
     """The same straight to the server, without the injected latency."""
     scenario_hashes: dict[str, str] = field(default_factory=dict)
+    question_sources: dict[str, str] = field(default_factory=dict)
+    """Where each question's module is (a module name, or the file a user ran by path), so
+    that plot and report find its tables, chart and answer ({} in older files)."""
     harness_hash: str = ""
     """A hash of the sources on every timed path (measure, plugin, scenario, backends,
     models): two runs whose harness differs are not like for like ("" in older files)."""

@@ -116,7 +116,6 @@ def run(
     backends = resolve_backends(list(backend_names))
     check_selection(select)
     results.check_writable_dir(out_dir)
-    names = [q.name for q in chosen]
 
     # A stop signal (Ctrl-C, SIGTERM, SIGHUP) interrupts only the benchmarks themselves
     # (stops_raise around pytest); while servers and the proxy start and stop and while the
@@ -154,7 +153,7 @@ def run(
                     break
                 context.pass_number, context.done = number, 0
                 context.finished, context.failed = set(), set()
-                hooks = RunnerHooks(context, names)
+                hooks = RunnerHooks(context, chosen)
                 try:
                     with stopping.stops_raise():
                         exit_code = pytest.main(args, plugins=[hooks])
@@ -177,7 +176,7 @@ def run(
             # a stop held after the last benchmark (while pytest-benchmark saved its JSON)
             # leaves a complete run: it is saved as such, and the run still ends as stopped
             path, complete = _save(
-                context, names, profile, repeat, select, exit_code, passes, out_dir, counts
+                context, chosen, profile, repeat, select, exit_code, passes, out_dir, counts
             )
         finally:
             try:
@@ -239,7 +238,7 @@ def _start(
 
 def _save(
     context: RunContext,
-    names: list[str],
+    chosen: list[question_registry.Question],
     profile: str,
     repeat: int,
     select: str | None,
@@ -280,7 +279,8 @@ def _save(
         and len(passes) == repeat
         and context.done == context.total
     )
-    data[results.RESULT_KEY] = context.run_info(names, complete=complete).to_json()
+    names = [q.name for q in chosen]
+    data[results.RESULT_KEY] = context.run_info(names, complete, chosen).to_json()
     stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{'+'.join(names)}-{profile}"
     return save_result(data, out_dir, stem), complete
 

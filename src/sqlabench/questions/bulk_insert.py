@@ -29,14 +29,16 @@ import asyncio
 import contextlib
 import hashlib
 import math
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from sqlalchemy import Engine, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from sqlabench import summary
 from sqlabench.backends import (
     SCHEMA,
     Backend,
@@ -59,10 +61,30 @@ from sqlabench.measure import (
     reset_peak_rss,
 )
 from sqlabench.models import BulkRow, BulkTuple, DataSize, bulk_rows
+from sqlabench.plot import (
+    BACKEND_ORDER,
+    OKABE_ITO,
+    backend_label,
+    benches_of,
+    layout,
+    order,
+    pyplot,
+    si,
+)  # fmt: skip
 from sqlabench.plugin import RunContext
+from sqlabench.results import BenchmarkResult, ResultFile
 from sqlabench.scenario import async_engine, case_parameters, sync_engine
+from sqlabench.summary import (
+    format_time,
+    verified,
+    where,
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 QUESTION = "bulk_insert"
+RANK = 4
 STRATEGIES = (
     "copy",  # the PostgreSQL ceiling runs first, so every other strategy can be set against it
     "raw_executemany",
@@ -541,3 +563,160 @@ def test_bulk_insert(benchmark: Any, sqlabench_run: RunContext, case: Case) -> N
         contents_checksum=checksum,
         verified=True,
     )
+
+
+# --- tables, chart and answer: read from a result file, never while measuring ---------------
+
+TITLE = "Which bulk-insert strategy?"
+
+
+def bulk_label(info: dict[str, object]) -> str:
+    """A bulk_insert strategy, with its page size when it is not SQLAlchemy's default."""
+    page = info.get("page_size")
+    return str(info.get("strategy")) + (f" (page {page})" if page and page != 1000 else "")
+
+
+def tables(result: ResultFile) -> list[summary.Table]:
+    """Per backend and size: the strategies as a ladder, fastest first, against the ceiling."""
+    groups: dict[tuple[str, int], list[BenchmarkResult]] = defaultdict(list)
+    for b in result.benchmarks:
+        if b.question == "bulk_insert":
+            groups[(b.backend, int(b.extra_info["rows"]))].append(b)
+    if not groups:
+        return []
+    rows: list[tuple[str, ...]] = []
+    for (backend, count), benches in groups.items():
+        for b in sorted(benches, key=lambda x: x.median):
+            info = b.extra_info
+            label = bulk_label(info)
+            ratio = info.get("ratio_to_ceiling")
+            rows.append(
+                (
+                    backend, f"{count:,}", label + (" ◆" if info.get("ceiling") else ""),
+                    f"{float(info.get('rows_per_s', 0)):,.0f}",
+                    "-" if ratio is None else f"{float(ratio):.2f}",
+                    str(info.get("statements", "-")), format_time(b.median),
+                    str(info.get("peak_rss_mb", "-")),
+                    "yes" if info.get("verified") else "NO",
+                )
+            )  # fmt: skip
+    return [
+        summary.Table(
+            "bulk_insert: rows per second, fastest first; ◆ marks the ceiling (COPY, or the "
+            "raw executemany on SQLite)",
+            ("backend", "rows", "strategy", "rows/s", "× ceiling", "stmts", "median",
+             "peak MiB", "verified"),
+            rows,
+            ["stmts: statements the server ran per insert (an executemany counts once per row)."],
+        )
+    ]  # fmt: skip
+
+
+def bulk_insert_figure(result: ResultFile) -> Figure | None:
+    benches = benches_of(result, "bulk_insert")
+    if not benches:
+        return None
+    rows = max(int(b.extra_info["rows"]) for b in benches)
+    benches = [b for b in benches if int(b.extra_info["rows"]) == rows]
+    plt = pyplot()
+    backends = order((b.backend for b in benches), BACKEND_ORDER)
+    labels = order((bulk_label(b.extra_info) for b in benches), ())
+    rate = {(b.backend, bulk_label(b.extra_info)): b for b in benches}
+
+    # one order for every panel so strategies line up across them: fastest on average first
+    def mean_log_share(label: str) -> float:
+        shares = [
+            math.log(max(float(b.extra_info.get("ratio_to_ceiling") or 0), 1e-9))
+            for (_, name), b in rate.items()
+            if name == label
+        ]
+        return -sum(shares) / len(shares)
+
+    labels.sort(key=mean_log_share)
+    fig, axes = plt.subplots(
+        1, len(backends), figsize=(2.9 * len(backends) + 2.2, 0.32 * len(labels) + 2.2),
+        squeeze=False, sharey=True,
+    )  # fmt: skip
+    top = max(float(b.extra_info.get("rows_per_s", 0)) for b in benches)
+    for ax, backend in zip(axes[0], backends, strict=True):
+        ys, widths, colours, hatches = [], [], [], []
+        ceiling = None
+        for y, label in enumerate(labels):
+            bench = rate.get((backend, label))
+            if bench is None:
+                continue
+            value = float(bench.extra_info.get("rows_per_s", 0))
+            ys.append(y)
+            widths.append(value)
+            is_ceiling = bool(bench.extra_info.get("ceiling"))
+            colours.append(OKABE_ITO[1] if is_ceiling else OKABE_ITO[0])
+            hatches.append("//" if is_ceiling else "")
+            if is_ceiling:
+                ceiling = value
+        bars = ax.barh(ys, widths, color=colours, hatch=hatches, edgecolor="white")
+        ax.bar_label(bars, labels=[si(w) for w in widths], fontsize=6.5, padding=2)
+        if ceiling:
+            ax.axvline(ceiling, color=OKABE_ITO[1], linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        # narrow panels: decades only, as 10k, 100k, 1M
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(right=top * 6)
+        ax.set_title(backend_label(result, backend, " "))
+        ax.set_xlabel("rows per second (log)")
+        ax.grid(axis="y", visible=False)
+    axes[0][0].set_yticks(range(len(labels)), labels)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(
+        f"bulk_insert: {rows:,} rows, rows per second by strategy (higher is faster);\n"
+        "hatched bar and dashed line: the ceiling (COPY on PostgreSQL, the driver's "
+        "executemany on SQLite)",
+        x=0.01, ha="left", fontsize=10,
+    )  # fmt: skip
+    layout(fig)
+    return cast("Figure", fig)
+
+
+def answer(result: ResultFile) -> str:
+    benches = verified([b for b in result.benchmarks if b.question == "bulk_insert"])
+    if not benches:
+        return "No verified bulk_insert result in this run."
+    rows = max(int(b.extra_info["rows"]) for b in benches)
+    benches = [b for b in benches if int(b.extra_info["rows"]) == rows]
+    backends = order({b.backend for b in benches}, ("psycopg", "asyncpg", *BACKEND_ORDER))
+    sentences = []
+    for backend in backends[:2]:
+        mine = [b for b in benches if b.backend == backend]
+        ceiling = next((b for b in mine if b.extra_info.get("ceiling")), None)
+        sqlalchemy_ways = [
+            b for b in mine if not str(b.extra_info.get("strategy")).startswith(("raw", "copy"))
+        ]
+        if ceiling is None or not sqlalchemy_ways:
+            continue
+        best = min(sqlalchemy_ways, key=lambda b: b.median)
+        unit_of_work = next(
+            (b for b in mine if b.extra_info.get("strategy") == "orm_add_all_flush"), None
+        )
+        rate = float(ceiling.extra_info["rows_per_s"])
+        share = float(best.extra_info["ratio_to_ceiling"])
+        sentence = (
+            f"at {rows:,} rows on {backend}, {ceiling.extra_info['strategy']} (the ceiling) "
+            f"inserted {rate:,.0f} rows/s; the fastest SQLAlchemy strategy, "
+            f"{bulk_label(best.extra_info)}, reached {share:.2f} of it"
+        )
+        if unit_of_work is not None:
+            sentence += (
+                f" and the ORM unit of work (add_all + flush) "
+                f"{unit_of_work.extra_info['ratio_to_ceiling']:.2f}"
+            )
+        sentences.append(sentence)
+    if not sentences:
+        return "No backend in this run has both its ceiling and a SQLAlchemy strategy verified."
+    text = "; ".join(sentences)
+    return text[0].upper() + text[1:] + f" ({where(result)})."
+
+
+def figures(result: ResultFile) -> list[tuple[str, Figure | None]]:
+    return [("bulk_insert", bulk_insert_figure(result))]

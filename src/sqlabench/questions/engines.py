@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from sqlabench import summary
 from sqlabench.backends import (
     Backend,
     Target,
@@ -47,7 +49,20 @@ from sqlabench.models import (
     seeded_ids,
     user_row,
 )
+from sqlabench.plot import (
+    BACKEND_ORDER,
+    OKABE_ITO,
+    backend_label,
+    benches_of,
+    layout,
+    legend,
+    order,
+    pyplot,
+    quartiles,
+    scale_and_unit,
+)  # fmt: skip
 from sqlabench.plugin import RunContext
+from sqlabench.results import BenchmarkResult, ResultFile
 from sqlabench.scenario import (
     async_engine,
     async_held_connection,
@@ -55,8 +70,20 @@ from sqlabench.scenario import (
     held_connection,
     sync_engine,
 )
+from sqlabench.summary import (
+    format_ratio,
+    format_time,
+    ratio,
+    span,
+    verified,
+    where,
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 QUESTION = "engines"
+RANK = 1
 
 
 @dataclass(frozen=True)
@@ -569,3 +596,182 @@ def test_engines(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     else:
         done = run_sync(benchmark, case, plan, target)
     benchmark.extra_info.update(done, verified=True)
+
+
+# --- tables, chart and answer: read from a result file, never while measuring ---------------
+
+TITLE = "Sync or async engine, ORM, Core or the raw driver?"
+
+
+def tables(result: ResultFile) -> list[summary.Table]:
+    """Per backend and workload: median per layer, and each SQLAlchemy layer's cost over raw."""
+    cells: dict[tuple[str, str, str, str], BenchmarkResult] = {}
+    order: list[tuple[str, str, str]] = []
+    for b in result.benchmarks:
+        if b.question != "engines":
+            continue
+        info = b.extra_info
+        workload = str(info["workload"]) + (f" {info['page']}" if info.get("page") else "")
+        variant = {True: "expire", False: "noexpire"}.get(info.get("expire_on_commit"), "")  # type: ignore[arg-type]
+        key = (b.backend, workload, variant)
+        if key not in order:
+            order.append(key)
+        cells[(b.backend, workload, variant, str(info["layer"]))] = b
+    if not cells:
+        return []
+
+    def cell(backend: str, workload: str, variant: str, layer: str) -> BenchmarkResult | None:
+        return cells.get((backend, workload, variant, layer)) or cells.get(
+            (backend, workload, "", layer)
+        )
+
+    has_variants = {(b, w) for b, w, v in order if v}
+    rows = []
+    for backend, workload, variant in order:
+        if not variant and (backend, workload) in has_variants:
+            continue  # core and raw have no variant: they are shown on each variant's row
+        orm, core, raw = (cell(backend, workload, variant, x) for x in ("orm", "core", "raw"))
+        label = workload + (f" {variant}" if variant else "")
+        mode = next(b for b in (orm, core, raw) if b is not None).extra_info.get("mode", "")
+        stmts = "/".join(
+            str(b.extra_info.get("statements", "?")) if b else "-" for b in (orm, core, raw)
+        )
+        verified = all(b.extra_info.get("verified") for b in (orm, core, raw) if b)
+        rows.append(
+            (
+                backend, str(mode), label, stmts,
+                *(format_time(b.median if b else None) for b in (orm, core, raw)),
+                format_ratio(ratio(orm, raw)), format_ratio(ratio(core, raw)),
+                "yes" if verified else "NO",
+            )
+        )  # fmt: skip
+    return [
+        summary.Table(
+            "engines: median time per operation",
+            ("backend", "mode", "workload", "stmts o/c/r", "orm", "core", "raw",
+             "orm/raw", "core/raw", "verified"),
+            rows,
+            ["Ratios compare medians measured in this run on this machine; lower is faster."],
+        )
+    ]  # fmt: skip
+
+
+def _engines_workload(info: dict[str, Any]) -> str:
+    label = str(info.get("workload"))
+    if info.get("page"):
+        label += f" (page {info['page']})"
+    return label
+
+
+def _engines_series(info: dict[str, Any]) -> str:
+    layer = str(info.get("layer"))
+    if info.get("expire_on_commit") is False:
+        return f"{layer}, no expire"
+    return layer
+
+
+def engines_figure(result: ResultFile) -> Figure | None:
+    benches = benches_of(result, "engines")
+    if not benches:
+        return None
+    plt = pyplot()
+    workloads = order((_engines_workload(b.extra_info) for b in benches), ())
+    backends = order((b.backend for b in benches), BACKEND_ORDER)
+    series = order(
+        (_engines_series(b.extra_info) for b in benches), ("raw", "core", "orm", "orm, no expire")
+    )
+    cells = {
+        (_engines_workload(b.extra_info), b.backend, _engines_series(b.extra_info)): b
+        for b in benches
+    }
+    columns = 2 if len(workloads) > 1 else 1
+    rows = math.ceil(len(workloads) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(6.2 * columns, 3.1 * rows + 0.9), squeeze=False
+    )
+    width = 0.8 / len(series)
+    for ax, workload in zip(axes.flat, workloads, strict=False):
+        present = [cells[k] for k in cells if k[0] == workload]
+        scale, unit = scale_and_unit(quartiles(b)[1] for b in present)
+        for s_index, name in enumerate(series):
+            xs: list[float] = []
+            heights: list[float] = []
+            low: list[float] = []
+            high: list[float] = []
+            labels: list[str] = []
+            for slot, backend in enumerate(backends):
+                bench = cells.get((workload, backend, name))
+                if bench is None:
+                    continue
+                q1, q3 = quartiles(bench)
+                raw = cells.get((workload, backend, "raw"))
+                xs.append(slot - 0.4 + width * (s_index + 0.5))
+                heights.append(bench.median * scale)
+                low.append(max(0.0, (bench.median - q1) * scale))
+                high.append(max(0.0, (q3 - bench.median) * scale))
+                labels.append(f"{bench.median / raw.median:.1f}×" if raw and name != "raw" else "")
+            if not xs:
+                continue
+            ax.bar(
+                xs, heights, width * 0.95, yerr=[low, high], capsize=2,
+                color=OKABE_ITO[s_index % len(OKABE_ITO)], label=name,
+                error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
+            )  # fmt: skip
+            for middle, height, above, text in zip(xs, heights, high, labels, strict=True):
+                ax.annotate(
+                    text, (middle, height + above), textcoords="offset points", xytext=(0, 1.5),
+                    ha="center", va="bottom", fontsize=6,
+                )  # fmt: skip
+        ax.set_xticks(range(len(backends)), [backend_label(result, b) for b in backends])
+        ax.set_title(workload)
+        ax.set_ylabel(f"median per operation ({unit})")
+        ax.margins(y=0.25)
+    for ax in list(axes.flat)[len(workloads) :]:
+        ax.set_visible(False)
+    legend(fig, axes, len(workloads), title="layer")
+    fig.suptitle(
+        "engines: time per operation by layer (bars: median, whiskers: interquartile range,\n"
+        "labels: × the raw driver on the same backend; lower is faster)",
+        x=0.01, ha="left", fontsize=10,
+    )  # fmt: skip
+    layout(fig)
+    return cast("Figure", fig)
+
+
+def answer(result: ResultFile) -> str:
+    benches = verified([b for b in result.benchmarks if b.question == "engines"])
+    lookups = {
+        (b.backend, str(b.extra_info.get("layer"))): b
+        for b in benches
+        if b.extra_info.get("workload") == "pk_lookup"
+    }
+    backends = order({backend for backend, _ in lookups}, BACKEND_ORDER)
+    orm = [
+        lookups[(b, "orm")].median / lookups[(b, "raw")].median
+        for b in backends
+        if (b, "orm") in lookups and (b, "raw") in lookups
+    ]
+    core = [
+        lookups[(b, "core")].median / lookups[(b, "raw")].median
+        for b in backends
+        if (b, "core") in lookups and (b, "raw") in lookups
+    ]
+    if not orm:
+        return "No verified primary-key lookup with both the ORM and the raw driver in this run."
+    fastest = min(
+        (b for b in backends if (b, "orm") in lookups), key=lambda b: lookups[(b, "orm")].median
+    )
+    sentence = (
+        f"A primary-key lookup through the ORM took {span(orm)} the raw driver's time "
+        f"(Core {span(core) if core else 'not measured'}) on {len(orm)} backend(s) "
+        f"{where(result)}; the fastest ORM lookup was on {fastest} "
+        f"({format_time(lookups[(fastest, 'orm')].median)})"
+    )
+    if ("psycopg", "orm") in lookups and ("psycopg_async", "orm") in lookups:
+        ratio = lookups[("psycopg_async", "orm")].median / lookups[("psycopg", "orm")].median
+        sentence += f", and the async psycopg engine took {ratio:.2f}× the sync one's time"
+    return sentence + "."
+
+
+def figures(result: ResultFile) -> list[tuple[str, Figure | None]]:
+    return [("engines", engines_figure(result))]

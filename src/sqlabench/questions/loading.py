@@ -21,9 +21,10 @@ import contextlib
 import hashlib
 import itertools
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,12 +37,26 @@ from sqlalchemy.orm import (
     subqueryload,
 )
 
+from sqlabench import summary
 from sqlabench.backends import Backend, Target
 from sqlabench.compat import selectin_chunk_size
 from sqlabench.database import seed
 from sqlabench.measure import Outcome, StatementCounter, check, measure, measure_async
 from sqlabench.models import DataSize, Post, User
+from sqlabench.plot import (
+    BACKEND_ORDER,
+    MARKERS,
+    OKABE_ITO,
+    benches_of,
+    layout,
+    legend,
+    order,
+    plain_log_ticks,
+    pyplot,
+    scale_and_unit,
+)  # fmt: skip
 from sqlabench.plugin import RunContext
+from sqlabench.results import BenchmarkResult, ResultFile
 from sqlabench.scenario import (
     async_engine,
     async_held_connection,
@@ -49,12 +64,27 @@ from sqlabench.scenario import (
     held_connection,
     sync_engine,
 )
+from sqlabench.summary import (
+    format_time,
+    statement_count,
+    times,
+    verified,
+    where,
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 QUESTION = "loading"
+RANK = 2
 SHAPES = ("one_to_many", "many_to_one", "nested", "two_collections")
 STRATEGIES = (
     "lazy", "selectinload", "joinedload", "subqueryload", "immediateload", "contains_eager",
 )  # fmt: skip
+CHART_ORDER = (
+    "lazy", "immediateload", "subqueryload", "selectinload", "joinedload", "contains_eager",
+)  # fmt: skip
+"""The chart's legend order: most statements per load first, fewest last."""
 LOADERS: dict[str, Callable[..., Any]] = {
     "selectinload": selectinload,
     "joinedload": joinedload,
@@ -401,3 +431,159 @@ def test_loading(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
         graph_checksum=checksum(loaded_graphs[-1]),  # of what the timed load returned
         verified=True,
     )
+
+
+# --- tables, chart and answer: read from a result file, never while measuring ---------------
+
+TITLE = "Lazy, selectinload or joinedload?"
+
+
+def tables(result: ResultFile) -> list[summary.Table]:
+    """Per backend, shape and size: each strategy's time, ratio to the fastest, statements, rows."""
+    groups: dict[tuple[str, str, int, int], dict[str, BenchmarkResult]] = defaultdict(dict)
+    for b in result.benchmarks:
+        if b.question != "loading":
+            continue
+        info = b.extra_info
+        key = (b.backend, str(info["shape"]), int(info["parents"]), int(info["fanout"]))
+        groups[key][str(info["strategy"])] = b
+    if not groups:
+        return []
+    rows: list[tuple[str, ...]] = []
+    for (backend, shape, parents, fanout), by_strategy in groups.items():
+        # only a verified result can be the yardstick: one that did less would look fastest
+        verified = [b.median for b in by_strategy.values() if b.extra_info.get("verified")]
+        fastest = min(verified or [b.median for b in by_strategy.values()])
+        cells = []
+        for strategy in STRATEGIES:
+            bench = by_strategy.get(strategy)
+            if bench is None:
+                cells.append("-")
+                continue
+            info = bench.extra_info
+            cells.append(
+                f"{format_time(bench.median)}{'' if info.get('verified') else ' UNVERIFIED'}\n"
+                f"{bench.median / fastest:.1f}×\n"
+                f"{info.get('statements')} st, {info.get('rows_fetched')} r"
+            )
+        rows.append((backend, shape, f"{parents}×{fanout}", *cells))
+    return [
+        summary.Table(
+            "loading: median time per load / × the fastest strategy / statements (st), rows (r)",
+            ("backend", "shape", "P×F", *STRATEGIES),
+            rows,
+            [
+                "P parents with F children each; every relationship of the shape is touched.",
+                "Ratios compare medians measured in this run on this machine; 1.0× is fastest.",
+            ],
+        )
+    ]
+
+
+def loading_backend(result: ResultFile) -> str | None:
+    """The backend the loading chart shows: the first PostgreSQL one, else the first."""
+    names = order((b.backend for b in benches_of(result, "loading")), BACKEND_ORDER)
+    postgres = [n for n in names if n.startswith(("psycopg", "asyncpg"))]
+    chosen = postgres or names
+    return chosen[0] if chosen else None
+
+
+def loading_figure(result: ResultFile, backend: str) -> Figure | None:
+    benches = [b for b in benches_of(result, "loading") if b.backend == backend]
+    if not benches:
+        return None
+    fanouts = defaultdict(set)
+    for b in benches:
+        fanouts[int(b.extra_info["fanout"])].add(int(b.extra_info["parents"]))
+    fanout = max(fanouts, key=lambda f: (len(fanouts[f]), f))
+    benches = [b for b in benches if int(b.extra_info["fanout"]) == fanout]
+    plt = pyplot()
+    shapes = order((str(b.extra_info["shape"]) for b in benches), ())
+    strategies = order((str(b.extra_info["strategy"]) for b in benches), CHART_ORDER)
+    columns = 2 if len(shapes) > 1 else 1
+    rows = math.ceil(len(shapes) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(6.0 * columns, 3.6 * rows + 0.9), squeeze=False
+    )
+    scale, unit = scale_and_unit(b.median for b in benches)
+    for ax, shape in zip(axes.flat, shapes, strict=False):
+        for index, strategy in enumerate(strategies):
+            points = sorted(
+                (
+                    (int(b.extra_info["parents"]), b)
+                    for b in benches
+                    if b.extra_info["shape"] == shape and b.extra_info["strategy"] == strategy
+                ),
+                key=lambda p: p[0],
+            )
+            if not points:
+                continue
+            xs = [p for p, _ in points]
+            ys = [b.median * scale for _, b in points]
+            ax.plot(
+                xs, ys, marker=MARKERS[index % len(MARKERS)], color=OKABE_ITO[index % 8],
+                label=strategy, linewidth=1.4, markersize=4,
+            )  # fmt: skip
+            last = points[-1][1]
+            statements = last.extra_info.get("statements")
+            ax.annotate(
+                f"{statements:,} st" if isinstance(statements, int) else "",
+                (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 0),
+                fontsize=6.5, color=OKABE_ITO[index % 8], va="center",
+            )  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_log_ticks(ax.xaxis)
+        plain_log_ticks(ax.yaxis)
+        ax.set_title(shape.replace("_", " "))
+        ax.set_xlabel("parents loaded (log)")
+        ax.set_ylabel(f"median per load ({unit}, log)")
+        ax.margins(x=0.18)
+    for ax in list(axes.flat)[len(shapes) :]:
+        ax.set_visible(False)
+    legend(fig, axes, len(shapes), title="strategy", ncols=3)
+    fig.suptitle(
+        f"loading on {backend}: time to load P parents with {fanout} children each\n"
+        "(labels: statements per load at the largest P; lower is faster)",
+        x=0.01, ha="left", fontsize=10,
+    )  # fmt: skip
+    layout(fig)
+    return cast("Figure", fig)
+
+
+def answer(result: ResultFile) -> str:
+    backend = loading_backend(result)
+    benches = verified(
+        [b for b in result.benchmarks if b.question == "loading" and b.backend == backend]
+    )
+    shape = (
+        "one_to_many" if any(b.extra_info.get("shape") == "one_to_many" for b in benches) else None
+    )
+    candidates = [b for b in benches if b.extra_info.get("shape") == shape] if shape else benches
+    if not candidates:
+        return "No verified loading result in this run."
+    parents = max(int(b.extra_info["parents"]) for b in candidates)
+    at = [b for b in candidates if int(b.extra_info["parents"]) == parents]
+    fanout = max(int(b.extra_info["fanout"]) for b in at)
+    at = [b for b in at if int(b.extra_info["fanout"]) == fanout]
+    fastest = min(at, key=lambda b: b.median)
+    lazy = next((b for b in at if b.extra_info.get("strategy") == "lazy"), None)
+    children = "child" if fanout == 1 else "children"
+    what = (
+        f"loading {parents:,} parents with {fanout:,} {children} each "
+        f"({str(fastest.extra_info['shape']).replace('_', '-')}) on {backend} {where(result)}"
+    )
+    name = fastest.extra_info["strategy"]
+    if lazy is None or lazy is fastest:
+        return f"For {what}, {name} was the fastest strategy ({format_time(fastest.median)})."
+    return (
+        f"For {what}, {name} was {times(lazy.median / fastest.median)} faster than lazy "
+        f"({format_time(fastest.median)} against {format_time(lazy.median)}; "
+        f"{statement_count(fastest.extra_info.get('statements'))} against "
+        f"{lazy.extra_info.get('statements'):,}), and the fastest strategy measured."
+    )
+
+
+def figures(result: ResultFile) -> list[tuple[str, Figure | None]]:
+    backend = loading_backend(result)
+    return [] if backend is None else [(f"loading-{backend}", loading_figure(result, backend))]

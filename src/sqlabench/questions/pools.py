@@ -19,10 +19,11 @@ import itertools
 import os
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from sqlabench import summary
 from sqlabench.backends import Backend, PostgresTarget, Target, engine_options
 from sqlabench.database import seed, setup_engine
 from sqlabench.measure import (
@@ -42,10 +44,25 @@ from sqlabench.measure import (
     measure_async,
 )
 from sqlabench.models import DataSize, User
+from sqlabench.plot import (
+    BACKEND_ORDER,
+    MARKERS,
+    OKABE_ITO,
+    backend_label,
+    layout,
+    order,
+    plain_log_ticks,
+    pyplot,
+)  # fmt: skip
 from sqlabench.plugin import RunContext
+from sqlabench.results import BenchmarkResult, ResultFile
 from sqlabench.scenario import async_engine, case_parameters, sync_engine
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 QUESTION = "pools"
+RANK = 3
 APPLICATION_NAME = "sqlabench-pools"
 IDS_PER_CLIENT = 5
 STATEMENTS_PER_REQUEST = 2  # SELECT the user, UPDATE its name
@@ -701,3 +718,393 @@ async def run_async(
         )
         finished()  # before the pool's connections close
     return outcome, counter
+
+
+# --- tables, chart and answer: read from a result file, never while measuring ---------------
+
+TITLE = "What pool size for how many concurrent clients?"
+
+
+def pool_label(info: dict[str, object]) -> str:
+    if info.get("pool_class") == "NullPool":
+        return "NullPool"
+    label = f"{info.get('pool_size')}+{info.get('max_overflow')}"
+    timeout = info.get("pool_timeout")
+    if isinstance(timeout, int | float) and timeout < 30:
+        label += f", timeout {timeout * 1000:g} ms"
+    return label
+
+
+POOL_TOLERANCE = 0.05
+"""The least difference in throughput the pools answer reads as real, even when a point's
+rounds agree more closely than this."""
+
+
+CLIENT_BOUND = 0.9
+"""Cores of client CPU from which a point is marked client-bound: one GIL, one event loop."""
+
+
+@dataclass(frozen=True)
+class PoolCurve:
+    """Throughput against pool size (QueuePool, no overflow) at one backend and concurrency."""
+
+    backend: str
+    concurrency: int
+    rtt_ms: float
+    """The round trip the points ran at (0: over the local connection)."""
+    sizes: tuple[int, ...]
+    throughput: tuple[float, ...]
+    """Median requests/s over the rounds, per size."""
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    """The slowest and fastest round, per size."""
+    p99_ms: tuple[float, ...]
+    client_bound: tuple[bool, ...]
+    service_ms: float | None
+    """One request's own time, without waiting for a connection: at the smallest pool, the
+    median latency less the median wait. Little's law then expects min(size, clients) /
+    service_ms requests per ms."""
+    null_rps: float | None
+    knee: int
+    """The smallest pool that serves within `tolerance` of the best."""
+    served_above: bool
+    """Whether every larger pool measured also served within its noise of the best (else
+    "any pool of `knee` or more" would not be true)."""
+    tolerance: float
+    """The noise allowed: the larger of POOL_TOLERANCE and the rounds' spread (half their range
+    over their median) at the best point and at the pool compared with it."""
+
+    def expected_rps(self, size: int) -> float | None:
+        if not self.service_ms:
+            return None
+        return min(size, self.concurrency) / self.service_ms * 1000
+
+    @property
+    def best(self) -> float:
+        return max(self.throughput)
+
+    @property
+    def still_rising(self) -> bool:
+        """Whether the largest pool measured is the only one within the noise of the best."""
+        return self.knee == self.sizes[-1] and len(self.sizes) > 1
+
+
+def _spread(info: dict[str, Any]) -> float:
+    rounds = [float(x) for x in info.get("throughput_rps_rounds") or []]
+    median = float(info.get("throughput_rps") or 0)
+    if len(rounds) < 2 or median <= 0:
+        return 0.0
+    return (max(rounds) - min(rounds)) / 2 / median
+
+
+def pool_rtt(result: ResultFile, info: dict[str, Any]) -> float:
+    """The RTT a pools point ran at: its own, or (older results) the run's."""
+    own = info.get("rtt_ms")
+    return float(own) if own is not None else float(result.info.rtt_ms)
+
+
+def pool_curves(result: ResultFile) -> list[PoolCurve]:
+    """Per backend, RTT and concurrency, the verified steady points (no timeouts, no overflow)."""
+    groups: dict[tuple[str, int, float], list[BenchmarkResult]] = defaultdict(list)
+    nulls: dict[tuple[str, int, float], float] = {}
+    for b in result.benchmarks:
+        info = b.extra_info
+        if b.question != "pools" or not info.get("verified") or info.get("timeouts"):
+            continue
+        key = (b.backend, int(info["concurrency"]), pool_rtt(result, info))
+        if info.get("pool_class") == "NullPool":
+            nulls[key] = float(info["throughput_rps"])
+        elif not info.get("max_overflow") and float(info.get("pool_timeout") or 30) >= 1:
+            groups[key].append(b)
+    curves = []
+    for (backend, concurrency, rtt), points in groups.items():
+        points.sort(key=lambda b: int(b.extra_info["pool_size"]))
+        infos = [b.extra_info for b in points]
+        rps = tuple(float(i["throughput_rps"]) for i in infos)
+        rounds = [
+            [float(x) for x in i.get("throughput_rps_rounds") or [r]]
+            for i, r in zip(infos, rps, strict=True)
+        ]
+        best = max(range(len(rps)), key=rps.__getitem__)
+
+        allowed = [max(POOL_TOLERANCE, _spread(infos[best]), _spread(i)) for i in infos]
+        within = [r >= rps[best] * (1 - a) for r, a in zip(rps, allowed, strict=True)]
+        knee = within.index(True)
+        # the noise the answer quotes: the knee's own margin, or, where the best is the knee,
+        # the margin the next smaller pool fell short of
+        tolerance = allowed[knee - 1 if knee == best and knee > 0 else knee]
+        # one request's own time where the fewest requests run at once: at more, they share
+        # the client's and the server's cores, and that shortfall is what the chart shows
+        smallest = infos[0]
+        service = float(smallest["latency_ms"]["p50"]) - float(smallest["pool_wait_ms"]["p50"])
+        curves.append(
+            PoolCurve(
+                backend=backend,
+                concurrency=concurrency,
+                rtt_ms=rtt,
+                sizes=tuple(int(i["pool_size"]) for i in infos),
+                throughput=rps,
+                low=tuple(min(r) for r in rounds),
+                high=tuple(max(r) for r in rounds),
+                p99_ms=tuple(float(i["latency_ms"]["p99"]) for i in infos),
+                client_bound=tuple(float(i.get("client_cpu") or 0) >= CLIENT_BOUND for i in infos),
+                service_ms=service if service > 0 else None,
+                null_rps=nulls.get((backend, concurrency, rtt)),
+                knee=int(infos[knee]["pool_size"]),
+                served_above=all(within[knee:]),
+                tolerance=tolerance,
+            )
+        )
+    return curves
+
+
+def tables(result: ResultFile) -> list[summary.Table]:
+    """Per backend and concurrency: the pool to pick, and the whole grid behind it."""
+    benches = [b for b in result.benchmarks if b.question == "pools"]
+    if not benches:
+        return []
+    pick_rows: list[tuple[str, ...]] = []
+    curves = pool_curves(result)
+    for curve in sorted(curves, key=lambda c: (-c.rtt_ms, c.backend, c.concurrency)):
+        at = curve.sizes.index(curve.knee)
+        expected = curve.expected_rps(curve.knee)
+        pick_rows.append(
+            (
+                f"{curve.rtt_ms:g}", curve.backend, str(curve.concurrency), str(curve.knee),
+                f"{curve.throughput[at]:,.0f} ({curve.low[at]:,.0f} to {curve.high[at]:,.0f})",
+                f"{curve.tolerance:.0%}",
+                f"{expected:,.0f}" if expected else "-",
+                f"{curve.p99_ms[at]:.1f}",
+                "yes" if curve.client_bound[at] else "no",
+                f"{curve.null_rps:,.0f}" if curve.null_rps is not None else "-",
+            )
+        )  # fmt: skip
+    grid_rows: list[tuple[str, ...]] = []
+    ordered = sorted(
+        benches,
+        key=lambda b: (
+            -pool_rtt(result, b.extra_info), b.backend, int(b.extra_info["concurrency"]),
+            -float(b.extra_info.get("throughput_rps", 0)),
+        ),
+    )  # fmt: skip
+    for b in ordered:
+        i = b.extra_info
+        lat, wait = i["latency_ms"], i["pool_wait_ms"]
+        seen = i.get("rtt_seen_ms") or {}
+        grid_rows.append(
+            (
+                f"{pool_rtt(result, i):g}", b.backend, str(i["concurrency"]), pool_label(i),
+                f"{float(i['throughput_rps']):,.0f}",
+                f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{wait['p99']:.1f}",
+                str(i.get("timeouts")), str(i.get("connections")),
+                f"{i['client_cpu']:.2f}" if "client_cpu" in i else "-",
+                f"{i['server_cpu']:.2f}" if i.get("server_cpu") is not None else "-",
+                f"{seen['p50']:.2f} / {seen['p99']:.2f}" if "p50" in seen else "-",
+                "yes" if i.get("verified") else "NO",
+            )
+        )  # fmt: skip
+    return [
+        summary.Table(
+            "pools: the smallest pool within the noise of the best, per backend and concurrency",
+            ("RTT ms", "backend", "clients", "pool", "requests/s (rounds)", "noise",
+             "Little's law",
+             "p99 ms", "client-bound", "NullPool req/s"),
+            pick_rows,
+            [
+                "QueuePool without overflow, points that served every request in time; noise: "
+                f"the rounds' spread, at least {POOL_TOLERANCE:.0%}; Little's law: "
+                "min(pool, clients) / one request's own time (at the smallest pool, latency "
+                f"less wait); client-bound: the client used {CLIENT_BOUND:g} core or more.",
+            ],
+        ),
+        summary.Table(
+            "pools: every grid point (latency includes the wait for a checkout)",
+            ("RTT ms", "backend", "clients", "pool", "req/s", "p50 ms", "p99 ms", "wait p99 ms",
+             "timeouts", "server conns", "client cores", "server cores", "RTT seen p50/p99 ms",
+             "verified"),
+            grid_rows,
+        ),
+    ]  # fmt: skip
+
+
+def figures(result: ResultFile) -> list[tuple[str, Figure | None]]:
+    """`pools` at the largest RTT the points ran at (where the pool is the limit), and
+    `pools-rtt<X>ms` at each other."""
+    rtts = sorted({c.rtt_ms for c in pool_curves(result)}, reverse=True)
+    if not rtts:
+        return [("pools", None)]
+    return [
+        ("pools" if i == 0 else f"pools-rtt{rtt:g}ms", pools_figure(result, rtt))
+        for i, rtt in enumerate(rtts)
+    ]
+
+
+def pools_figure(result: ResultFile, rtt_ms: float | None = None) -> Figure | None:
+    """Small multiples: a column per concurrency, throughput (top) and p99 (bottom) against
+    pool size, a line per backend with its rounds' range; Little's law's expectation dashed
+    beside it, the knee ringed, NullPool as a dotted level, client-bound points crossed.
+    The points ran at `rtt_ms` (None: the largest RTT in the result)."""
+    curves = pool_curves(result)
+    if rtt_ms is None and curves:
+        rtt_ms = max(c.rtt_ms for c in curves)
+    curves = [c for c in curves if c.rtt_ms == rtt_ms]
+    if not curves:
+        return None
+    plt = pyplot()
+    concurrencies = sorted({c.concurrency for c in curves})
+    backends = order((c.backend for c in curves), BACKEND_ORDER)
+    fig, axes = plt.subplots(
+        2, len(concurrencies), figsize=(3.6 * len(concurrencies) + 1.8, 6.4),
+        squeeze=False, sharex=True,
+    )  # fmt: skip
+    sizes = sorted({size for c in curves for size in c.sizes})
+    for column, concurrency in enumerate(concurrencies):
+        top, bottom = axes[0][column], axes[1][column]
+        for curve in (c for c in curves if c.concurrency == concurrency):
+            index = backends.index(curve.backend)
+            colour, marker = OKABE_ITO[index % 8], MARKERS[index % len(MARKERS)]
+            # backends side by side at each size (a few percent apart on the log axis), so
+            # that one's range bar does not hide another's
+            dodge = 1 + 0.05 * (index - (len(backends) - 1) / 2)
+            xs = [size * dodge for size in curve.sizes]
+            ys = list(curve.throughput)
+            errors = [
+                [y - low for y, low in zip(ys, curve.low, strict=True)],
+                [high - y for y, high in zip(ys, curve.high, strict=True)],
+            ]
+            top.errorbar(
+                xs, ys, yerr=errors, color=colour, marker=marker, markersize=4, capsize=2,
+                label=backend_label(result, curve.backend, " "),
+            )  # fmt: skip
+            if curve.service_ms:
+                dense = sorted({*range(1, max(sizes) + 1)})
+                expected = [curve.expected_rps(k) or 0.0 for k in dense]
+                top.plot(dense, expected, color=colour, linestyle="--", linewidth=0.8, alpha=0.7)
+            knee = curve.sizes.index(curve.knee)
+            top.plot(
+                [xs[knee]], [curve.throughput[knee]], marker="o", markersize=11,
+                markerfacecolor="none", markeredgecolor=colour, linestyle="none",
+            )  # fmt: skip
+            for x, y, bound in zip(xs, ys, curve.client_bound, strict=True):
+                if bound:
+                    top.plot([x], [y], marker="x", color="#000000", markersize=7)
+            if curve.null_rps is not None:
+                top.axhline(curve.null_rps, color=colour, linestyle=":", linewidth=1)
+            bottom.plot(xs, curve.p99_ms, color=colour, marker=marker, markersize=4)
+        top.set_title(f"{concurrency} concurrent clients", fontsize=9)
+        # scaled to what was measured: where Little's law runs far above it (the cores, not
+        # the pool, are the limit), its line leaves the panel rather than flatten the data
+        measured = max(max(c.high) for c in curves if c.concurrency == concurrency)
+        top.set_ylim(0, measured * 1.35)
+        bottom.set_yscale("log")
+        plain_log_ticks(bottom.yaxis)
+        bottom.set_xlabel("pool_size (log)")
+        for ax in (top, bottom):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sizes, [str(size) for size in sizes])
+            ax.axvline(concurrency, color="#999999", linewidth=0.6)
+    axes[0][0].set_ylabel("throughput (requests/s)")
+    axes[1][0].set_ylabel("p99 latency (ms, log)")
+    from matplotlib.lines import Line2D
+
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for column in range(1, len(concurrencies)):
+        more, names = axes[0][column].get_legend_handles_labels()
+        for handle, name in zip(more, names, strict=True):
+            if name not in labels:
+                handles.append(handle)
+                labels.append(name)
+    key = [
+        (Line2D([], [], color="#555555", linestyle="--"), "Little's law"),
+        (Line2D([], [], color="#555555", linestyle=":"), "NullPool"),
+        (Line2D([], [], marker="o", markersize=9, markerfacecolor="none",
+                markeredgecolor="#555555", linestyle="none"), "knee"),
+        (Line2D([], [], marker="x", color="#000000", linestyle="none"), "client-bound"),
+        (Line2D([], [], color="#999999", linewidth=0.6), "pool = clients"),
+    ]  # fmt: skip
+    fig.legend(
+        handles + [h for h, _ in key], labels + [n for _, n in key],
+        loc="center right", frameon=False, fontsize=8,
+    )  # fmt: skip
+    where = f"at {rtt_ms:g} ms RTT" if rtt_ms else "over a local connection"
+    fig.suptitle(
+        f"pools {where}: throughput and p99 latency against pool size, a column per load;\n"
+        "bars: the rounds' range; knee: the smallest pool within the noise of the best "
+        "(QueuePool, no overflow)",
+        x=0.01, ha="left", fontsize=10,
+    )  # fmt: skip
+    layout(fig, right=0.80)
+    return cast("Figure", fig)
+
+
+def answer(result: ResultFile) -> str:
+    """The pool size to pick, named only where the rounds separate it from smaller pools."""
+    every = pool_curves(result)
+    if not every:
+        return "No verified pools result in this run (no pool served every request in time)."
+    # the injected round trip first: that is where the pool, not the cores, is the limit
+    return " ".join(
+        _pools_sentence([c for c in every if c.rtt_ms == rtt], rtt)
+        for rtt in sorted({c.rtt_ms for c in every}, reverse=True)
+    )
+
+
+def _pools_sentence(curves: list[PoolCurve], rtt: float) -> str:
+    concurrency = max(c.concurrency for c in curves)
+    parts = []
+    for backend in order({c.backend for c in curves}, BACKEND_ORDER):
+        curve = next(
+            (c for c in curves if c.backend == backend and c.concurrency == concurrency), None
+        )
+        if curve is None:
+            continue
+        at = curve.sizes.index(curve.knee)
+        rps = curve.throughput[at]
+        if len(curve.sizes) == 1:
+            part = f"on {backend} only pool {curve.knee} was measured ({rps:,.0f} requests/s)"
+        elif not curve.served_above:
+            # a larger pool served less (a dip, or a decline past the best): no "or more"
+            worst = min(range(at, len(curve.sizes)), key=curve.throughput.__getitem__)
+            part = (
+                f"on {backend} pool {curve.knee} served within {curve.tolerance:.0%} of the "
+                f"best ({curve.best:,.0f} requests/s), but not every larger one did (pool "
+                f"{curve.sizes[worst]}: {curve.throughput[worst]:,.0f})"
+            )
+            if at > 0:
+                part += _smaller(curve, at)
+        elif not curve.still_rising:
+            part = (
+                f"on {backend} any pool of {curve.knee} or more serves within "
+                f"{curve.tolerance:.0%} of the best ({curve.best:,.0f} requests/s)"
+            )
+            if at > 0:
+                part += _smaller(curve, at)
+        elif curve.knee >= concurrency:
+            part = (
+                f"on {backend} only a connection per client (pool {curve.knee}) served within "
+                f"{curve.tolerance:.0%} of the best, {rps:,.0f} requests/s" + _smaller(curve, at)
+            )
+        elif curve.client_bound[at]:
+            part = (
+                f"on {backend} throughput still rose at the largest pool measured "
+                f"({curve.knee}: {rps:,.0f} requests/s" + _smaller(curve, at) + "), where "
+                "the client process used a whole core: the client, not the pool, is the limit"
+            )
+        else:
+            part = (
+                f"on {backend} throughput still rose at the largest pool measured "
+                f"({curve.knee}: {rps:,.0f} requests/s" + _smaller(curve, at) + "): a larger "
+                "pool may serve more"
+            )
+        if curve.client_bound[at] and not (curve.still_rising and curve.knee < concurrency):
+            part += " (client-bound: the client process used a whole core)"
+        if curve.null_rps is not None:
+            part += f"; NullPool {curve.null_rps:,.0f}"
+        parts.append(part)
+    where = f"at {rtt:g} ms RTT" if rtt else "over a local connection"
+    return f"With {concurrency} concurrent clients {where}, " + "; ".join(parts) + "."
+
+
+def _smaller(curve: PoolCurve, at: int) -> str:
+    size, rps = curve.sizes[at - 1], curve.throughput[at - 1]
+    return f"; pool {size}: {rps:,.0f}, {1 - rps / curve.throughput[at]:.0%} less"
