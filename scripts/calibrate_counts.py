@@ -64,7 +64,7 @@ def spread(a: results.ResultFile, b: results.ResultFile) -> dict[str, Any]:
     for key in KEYS:
         first, second = counts(a, key), counts(b, key)
         names = sorted(first.keys() & second.keys())
-        changes = np.array([abs(second[n] / first[n] - 1) for n in names]) if names else None
+        changes = np.array([abs(second[n] / first[n] - 1) for n in names])
         out["benchmarks"][key] = len(names)
         out["max_abs_change"][key] = round(float(changes.max()), 5) if names else None
         out["p99_abs_change"][key] = round(float(np.percentile(changes, 99)), 5) if names else None

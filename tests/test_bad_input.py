@@ -42,7 +42,7 @@ def sql(url: str, statement: str) -> None:
     import psycopg
 
     with psycopg.connect(make_url(url).render_as_string(hide_password=False), autocommit=True) as c:
-        c.execute(statement)  # type: ignore[arg-type]
+        c.execute(statement)
 
 
 def postmaster_pid(directory: Path) -> int:

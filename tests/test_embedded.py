@@ -24,9 +24,9 @@ def test_the_data_directory_and_its_parents_are_made_where_nothing_exists(
         conninfo = make_url(url).render_as_string(hide_password=False)
         with psycopg.connect(conninfo) as conn:
             row = conn.execute("SHOW server_version_num").fetchone()
-            assert row is not None and int(row[0]) // 10000 == int(
-                embedded.package_version().split(".")[0]
-            )  # type: ignore[union-attr]
+            version = embedded.package_version()
+            assert row is not None and version is not None
+            assert int(row[0]) // 10000 == int(version.split(".")[0])
         assert (pgdata / "PG_VERSION").exists()
 
 

@@ -104,7 +104,7 @@ def user_table(data_home: Path, create: bool = False) -> list[tuple[int, str]]:
                 if create:
                     conn.execute("CREATE TABLE public.users (id int primary key, name text)")
                     conn.cursor().executemany("INSERT INTO public.users VALUES (%s, %s)", USER_ROWS)
-                return [tuple(r) for r in conn.execute("SELECT * FROM public.users ORDER BY id")]  # type: ignore[misc]
+                return [tuple(r) for r in conn.execute("SELECT * FROM public.users ORDER BY id")]
     finally:
         if before is None:
             os.environ.pop("XDG_DATA_HOME", None)

@@ -212,9 +212,12 @@ def test_a_large_stream_comes_through_whole_and_in_order_both_ways() -> None:
     received = bytearray()
     try:
         with socket.create_connection(("127.0.0.1", proxied.url.port)) as client:
-            writing = threading.Thread(
-                target=lambda: (client.sendall(sent), client.shutdown(socket.SHUT_WR))
-            )
+
+            def write() -> None:
+                client.sendall(sent)
+                client.shutdown(socket.SHUT_WR)
+
+            writing = threading.Thread(target=write)
             writing.start()
             client.settimeout(60)
             while data := client.recv(1 << 16):

@@ -45,7 +45,7 @@ def bench(name: str, median: float, seed: int, **info: Any) -> dict[str, Any]:
 
 
 def engines() -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for backend, mode in (("sqlite", "sync"), ("psycopg", "sync"), ("asyncpg", "async")):
         for workload in ("pk_lookup", "request"):
             for layer, cost in (("raw", 1.0), ("core", 1.6), ("orm", 2.4)):
@@ -60,7 +60,7 @@ def engines() -> list[dict[str, Any]]:
 
 
 def loading() -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for shape in ("one_to_many", "nested"):
         for strategy, per_parent in (("lazy", 1e-3), ("selectinload", 2e-4), ("joinedload", 3e-4)):
             for parents in (10, 100):
@@ -77,7 +77,7 @@ def loading() -> list[dict[str, Any]]:
 
 
 def bulk_insert() -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for backend, ceiling in (("sqlite", "raw_executemany"), ("psycopg", "copy")):
         for strategy, rate in ((ceiling, 500_000.0), ("core_executemany", 90_000.0),
                                ("orm_add_all_flush", 12_000.0)):  # fmt: skip
@@ -93,7 +93,7 @@ def bulk_insert() -> list[dict[str, Any]]:
 
 
 def pools() -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for size in (None, 1, 5):
         for concurrency in (1, 4, 16):
             rps = 300.0 * min(concurrency, size or 1) if size else 120.0
@@ -133,7 +133,7 @@ def is_png(path: Path) -> bool:
     if head[:8] != b"\x89PNG\r\n\x1a\n":
         return False
     width, height = struct.unpack(">II", head[16:24])
-    return width > 300 and height > 200
+    return bool(width > 300 and height > 200)
 
 
 def is_svg(path: Path) -> bool:

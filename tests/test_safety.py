@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -17,7 +18,7 @@ INSERT INTO public.posts VALUES (10, 'keep me', 1);
 """
 
 
-def snapshot(conn) -> list:  # type: ignore[no-untyped-def]
+def snapshot(conn: Any) -> list[Any]:
     return [
         conn.execute("SELECT * FROM public.users ORDER BY id").fetchall(),
         conn.execute("SELECT * FROM public.posts ORDER BY id").fetchall(),
@@ -33,8 +34,8 @@ def with_password(url: str, password: str) -> str:
 
 def test_user_tables_are_untouched_and_the_password_never_written(
     scratch_database: str,
-    pg_connect,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    pg_connect: Any,
+    tmp_path: Path,
 ) -> None:
     conn = pg_connect(scratch_database)
     conn.execute(USER_TABLES)
@@ -58,8 +59,8 @@ def test_user_tables_are_untouched_and_the_password_never_written(
 
 def test_a_foreign_schema_named_sqlabench_is_refused(
     scratch_database: str,
-    pg_connect,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    pg_connect: Any,
+    tmp_path: Path,
 ) -> None:
     conn = pg_connect(scratch_database)
     conn.execute("CREATE SCHEMA sqlabench; CREATE TABLE sqlabench.users (id int); ")
@@ -76,8 +77,8 @@ def test_a_foreign_schema_named_sqlabench_is_refused(
 
 def test_two_runs_on_one_database_cannot_overlap(
     scratch_database: str,
-    pg_connect,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    pg_connect: Any,
+    tmp_path: Path,
 ) -> None:
     from sqlabench.database import RUN_LOCK_KEY
 
