@@ -20,8 +20,8 @@ import pytest
 
 from sqlabench import counting, results, stopping
 from sqlabench import questions as question_registry
-from sqlabench.backends import Backend, postgres_target, resolve_backends
-from sqlabench.database import exclusive_use, prepare_postgres
+from sqlabench.backends import Backend, Target, resolve_backends
+from sqlabench.database import exclusive_use, prepare
 from sqlabench.errors import SqlabenchError
 from sqlabench.latency import check_rtt, injected_latency
 from sqlabench.plugin import RunContext, RunnerHooks
@@ -220,18 +220,27 @@ def _start(
     postgres_url: str | None,
     rtt_ms: float,
 ) -> RunContext:
-    """Start what the run needs (PostgreSQL, its lock, the latency proxy) onto `stack`."""
-    postgres = version = latency_path = None
-    if any(b.server == "postgresql" for b in backends):
-        postgres = stack.enter_context(postgres_target(postgres_url))
-        stack.enter_context(exclusive_use(postgres))
-        version = prepare_postgres(postgres)
-        latency_path = stack.enter_context(injected_latency(postgres, rtt_ms))
+    """Start what the run needs (its families' servers, their locks, the latency proxy)."""
+    servers: dict[str, Target] = {}
+    direct: dict[str, Target] = {}
+    versions: dict[str, str] = {}
+    latency_path = None
+    urls: dict[str, str | None] = {"postgresql": postgres_url}
+    for family in dict.fromkeys(b.family for b in backends):
+        if family.url_env is None:
+            continue  # no server: each backend's database is a file made when first used
+        server = stack.enter_context(family.server(urls.get(family.name)))
+        assert server is not None
+        stack.enter_context(exclusive_use(server))
+        versions[family.name] = prepare(server)
+        servers[family.name] = server
+        if latency_path is None and family.capabilities.latency_proxy:
+            latency_path = stack.enter_context(injected_latency(server, rtt_ms))
+            if latency_path is not None:
+                direct[family.name], servers[family.name] = server, latency_path.target
     context = RunContext(
-        backends, profile, postgres_url,
-        latency_path.target if latency_path else postgres, version,
-        rtt_ms=rtt_ms, postgres_direct=postgres if latency_path else None,
-        path=latency_path,
+        backends, profile, urls, servers, versions,
+        rtt_ms=rtt_ms, direct=direct, path=latency_path,
     )  # fmt: skip
     stack.callback(context.close)
     return context
