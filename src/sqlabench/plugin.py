@@ -23,9 +23,9 @@ import sqlalchemy
 
 import sqlabench
 from sqlabench import counting, stopping
-from sqlabench.backends import POSTGRES_URL_ENV, Backend, Target, resolve_backends
+from sqlabench.backends import Backend, Target, resolve_backends
 from sqlabench.errors import SqlabenchError
-from sqlabench.families import Family, families
+from sqlabench.families import Family, families, server_urls
 from sqlabench.latency import TOLERANCE, InjectedPath, injected_latency
 from sqlabench.masking import mask_text
 from sqlabench.measure import injected_slowdown, injected_work_fraction
@@ -306,10 +306,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=list(PROFILES),
         help="data sizes",
     )
-    group.addoption(
-        "--sqlabench-postgres", default=None, metavar="URL",
-        help=f"PostgreSQL server URL (default: ${POSTGRES_URL_ENV}, else an embedded server)",
-    )  # fmt: skip
+    for family in families().values():
+        if family.url_option:
+            group.addoption(
+                f"--sqlabench-{family.url_option}", default=None, metavar="URL",
+                help=f"{family.title} server URL (default: ${family.url_env}{family.url_default})",
+            )  # fmt: skip
 
 
 class RunnerHooks:
@@ -341,8 +343,10 @@ def pytest_configure(config: pytest.Config) -> None:
         backends = resolve_backends(config.getoption("sqlabench_backend"))
     except SqlabenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    urls = {f.name: os.environ.get(f.url_env) for f in families().values() if f.url_env}
-    urls["postgresql"] = config.getoption("sqlabench_postgres") or urls.get("postgresql")
+    urls = server_urls(
+        {f.name: config.getoption(f"sqlabench_{f.url_option}") for f in families().values()
+         if f.url_option}
+    )  # fmt: skip
     config.stash[_CONTEXT_KEY] = RunContext(backends, config.getoption("sqlabench_profile"), urls)
 
 

@@ -10,7 +10,7 @@ import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from sqlabench import questions as question_registry
 from sqlabench.backends import Backend, Target, resolve_backends
 from sqlabench.database import exclusive_use, prepare
 from sqlabench.errors import SqlabenchError
+from sqlabench.families import server_urls
 from sqlabench.latency import check_rtt, injected_latency
 from sqlabench.plugin import RunContext, RunnerHooks
 from sqlabench.stopping import stop_handlers, stop_signal_name, stops_held
@@ -99,13 +100,15 @@ def run(
     rtt_ms: float = 0.0,
     repeat: int = 1,
     instructions: bool = False,
+    urls: Mapping[str, str | None] | None = None,
 ) -> RunOutcome:
     """Run the questions' benchmarks and write one new result file into `out_dir`.
 
     With `rtt_ms`, every PostgreSQL backend reaches its server through a proxy adding that
     round-trip latency, measured before any benchmark runs. With `instructions`, a counting
     pass follows the timed passes (see `sqlabench.counting`) and each benchmark's counts per
-    operation join its `extra_info`.
+    operation join its `extra_info`. `urls` names the servers of other families by family
+    name (each else from its environment variable, as `postgres_url` is by the CLI).
     """
     stopping.reset()
     chosen = question_registry.resolve(list(question_names))
@@ -124,7 +127,8 @@ def run(
     with stop_handlers(), stops_held(), _stops_in_callbacks_unprinted():
         stack = contextlib.ExitStack()
         try:
-            context = _start(stack, backends, profile, postgres_url, rtt_ms)
+            given = {"postgresql": postgres_url, **(urls or {})}
+            context = _start(stack, backends, profile, server_urls(given), rtt_ms)
             context.repeat = repeat
             scratch = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-"))
@@ -217,7 +221,7 @@ def _start(
     stack: contextlib.ExitStack,
     backends: list[Backend],
     profile: str,
-    postgres_url: str | None,
+    urls: dict[str, str | None],
     rtt_ms: float,
 ) -> RunContext:
     """Start what the run needs (its families' servers, their locks, the latency proxy)."""
@@ -225,7 +229,6 @@ def _start(
     direct: dict[str, Target] = {}
     versions: dict[str, str] = {}
     latency_path = None
-    urls: dict[str, str | None] = {"postgresql": postgres_url}
     for family in dict.fromkeys(b.family for b in backends):
         if family.url_env is None:
             continue  # no server: each backend's database is a file made when first used

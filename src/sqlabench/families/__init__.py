@@ -17,6 +17,7 @@ import contextlib
 import copy
 import importlib
 import importlib.metadata
+import os
 import pkgutil
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -173,6 +174,11 @@ class Family:
     """The driver entry whose sync SQLAlchemy engine sets up, seeds and verifies (untimed)."""
     url_env: ClassVar[str | None] = None
     """Environment variable naming the server's URL (None: no server to name)."""
+    url_option: ClassVar[str | None] = None
+    """The option naming the server's URL: `--OPTION` for `sqlabench run`, `--sqlabench-OPTION`
+    for pytest."""
+    url_default: ClassVar[str] = ""
+    """What is used when no URL is given, for the option's help (", else ...")."""
 
     # locating or starting the database
 
@@ -296,6 +302,16 @@ def family(name: str) -> Family:
         raise SqlabenchError(
             f"unknown database family {name!r} (known: {', '.join(families())})"
         ) from None
+
+
+def server_urls(given: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Each server family's URL: the one given, else its environment variable's, else None
+    (the family then starts its own server, or says why it cannot)."""
+    return {
+        f.name: given.get(f.name) or os.environ.get(f.url_env)
+        for f in families().values()
+        if f.url_env
+    }
 
 
 def driver(name: str) -> Backend:

@@ -155,6 +155,8 @@ class PostgresFamily(Family):
     )
     setup_backend = "psycopg"
     url_env = POSTGRES_URL_ENV
+    url_option = "postgres"
+    url_default = ", else an embedded server"
 
     # locating or starting the server
 
