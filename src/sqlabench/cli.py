@@ -130,7 +130,7 @@ def list_command(modules: tuple[str, ...]) -> None:
             if b.driver_installed()
             else (f"no: pip install {b.distribution}")
         )
-        database = "temporary file" if b.server == "sqlite" else where
+        database = b.family.listing()
         table.add_row(b.name, b.mode, b.dialect, usable, database)
     out.print(table)
     if where.startswith("none"):

@@ -1,8 +1,7 @@
-"""Preparing a database for a run: reachability, the owned schema, tables and seed data.
+"""Preparing a database for a run: reachability, the owned space, tables and seed data.
 
-On PostgreSQL the suite only ever works inside the schema it owns (`sqlabench`), marked by a
-comment. It refuses a same-named schema without that mark, and it never names an object outside
-the schema: connections run with `search_path=sqlabench` and nothing else.
+What differs between database families (checking the server, the schema the suite owns on
+PostgreSQL and how it is emptied, the run's lock) is the family's (`sqlabench.families`).
 """
 
 from __future__ import annotations
@@ -11,19 +10,14 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, insert
 
-from sqlabench.backends import (
-    REGISTRY,
-    SCHEMA,
-    PostgresTarget,
-    SqliteTarget,
-    Target,
-    engine_options,
-    sqlalchemy_url,
-)
-from sqlabench.errors import SqlabenchError
+from sqlabench.families import Target
+from sqlabench.families import setup_engine as _setup_engine
+from sqlabench.families.postgresql import MIN_POSTGRES_VERSION as MIN_POSTGRES_VERSION
+from sqlabench.families.postgresql import RUN_LOCK_KEY as RUN_LOCK_KEY
+from sqlabench.families.postgresql import SCHEMA_MARKER as SCHEMA_MARKER
+from sqlabench.families.postgresql import check_server_version as check_server_version
 from sqlabench.models import (
     Address,
     Base,
@@ -37,97 +31,28 @@ from sqlabench.models import (
     iter_users,
 )
 
-SCHEMA_MARKER = "sqlabench: made and owned by the sqlabench benchmark suite"
-RUN_LOCK_KEY = 0x5A1AB3AC  # advisory lock key; advisory locks are per database
-MIN_POSTGRES_VERSION = 120000
 SEED_BATCH = 5000
 
 
 def setup_engine(target: Target) -> Engine:
     """A sync engine for setup and verification (never timed)."""
-    backend = REGISTRY["sqlite" if isinstance(target, SqliteTarget) else "psycopg"]
-    return create_engine(sqlalchemy_url(backend, target), **engine_options(backend))
+    engine: Engine = _setup_engine(target)
+    return engine
 
 
-def _describe_connect_error(target: PostgresTarget, exc: BaseException) -> str:
-    detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
-    return f"cannot connect to PostgreSQL at {target.display}: {target.mask(detail)}"
+def prepare(server: Target) -> str:
+    """Check the server and make the space the suite owns in it; return the server version."""
+    return server.family.prepare(server)
 
 
-def prepare_postgres(target: PostgresTarget) -> str:
-    """Check the server and make sure the owned schema exists; return the server version."""
-    from sqlalchemy.engine import Connection
-
-    engine = setup_engine(target)
-    try:
-        with engine.connect() as conn:
-            assert isinstance(conn, Connection)
-            version_num = int(conn.execute(text("SHOW server_version_num")).scalar_one())
-            version = str(conn.execute(text("SHOW server_version")).scalar_one())
-            check_server_version(version_num, version, target.display)
-            _ensure_owned_schema(conn)
-            conn.commit()
-    except DBAPIError as exc:
-        raise SqlabenchError(_describe_connect_error(target, exc)) from None
-    finally:
-        engine.dispose()
-    return version
-
-
-def check_server_version(version_num: int, version: str, where: str) -> None:
-    """PostgreSQL 12 or newer (generated columns, RETURNING everywhere SQLAlchemy needs)."""
-    if version_num < MIN_POSTGRES_VERSION:
-        raise SqlabenchError(f"PostgreSQL {version} at {where} is too old (need 12 or newer)")
-
-
-def _ensure_owned_schema(conn: Any) -> None:
-    comment = conn.execute(
-        text("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = :s"),
-        {"s": SCHEMA},
-    ).first()
-    if comment is None:
-        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-        conn.execute(text(f"COMMENT ON SCHEMA {SCHEMA} IS '{SCHEMA_MARKER}'"))
-    elif comment[0] != SCHEMA_MARKER:
-        raise SqlabenchError(
-            f"a schema named {SCHEMA!r} already exists and was not made by sqlabench; "
-            "refusing to touch it (drop or rename it, or use another database)"
-        )
-    current = conn.execute(text("SELECT current_schema()")).scalar_one()
-    if current != SCHEMA:
-        raise SqlabenchError(
-            f"connections do not resolve names in schema {SCHEMA!r} (current schema: "
-            f"{current!r}); refusing to create tables anywhere else"
-        )
-
-
-def _reset_owned_schema(conn: Any) -> None:
-    """Empty the suite's own schema: whatever an older or newer sqlabench left there goes."""
-    _ensure_owned_schema(conn)
-    conn.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-    conn.execute(text(f"COMMENT ON SCHEMA {SCHEMA} IS '{SCHEMA_MARKER}'"))
+prepare_postgres = prepare
 
 
 @contextlib.contextmanager
-def exclusive_use(target: PostgresTarget) -> Iterator[None]:
+def exclusive_use(server: Target) -> Iterator[None]:
     """Hold the database's sqlabench lock for a run: two runs would re-seed under each other."""
-    import psycopg
-
-    try:
-        conn = psycopg.connect(target.dsn(), autocommit=True)
-    except psycopg.Error as exc:
-        raise SqlabenchError(_describe_connect_error(target, exc)) from None
-    try:
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()
-        if not (got and got[0]):
-            raise SqlabenchError(
-                f"another sqlabench run is using the database at {target.display}; "
-                "wait for it to finish (runs on one database cannot share it)"
-            )
+    with server.family.exclusive_use(server):
         yield
-    finally:
-        conn.close()  # closing the session releases the lock
 
 
 def seed(target: Target, size: DataSize) -> None:
@@ -135,10 +60,7 @@ def seed(target: Target, size: DataSize) -> None:
     engine = setup_engine(target)
     try:
         with engine.begin() as conn:
-            if isinstance(target, PostgresTarget):
-                _reset_owned_schema(conn)
-            else:
-                Base.metadata.drop_all(conn)
+            target.family.reset(conn, Base.metadata)
             Base.metadata.create_all(conn)
             _insert_batches(conn, User, iter_users(size), ("id", "name", "email", "is_active"))
             _insert_batches(conn, Post, iter_posts(size), ("id", "title", "author_id"))
@@ -146,8 +68,7 @@ def seed(target: Target, size: DataSize) -> None:
             _insert_batches(conn, Address, iter_addresses(size), ("id", "email", "user_id"))
         with engine.connect() as conn:
             # fresh statistics, so the planner sees the seeded sizes and not empty tables
-            for table in Base.metadata.sorted_tables:
-                conn.execute(text(f"ANALYZE {table.name}"))
+            target.family.refresh_statistics(conn, [t.name for t in Base.metadata.sorted_tables])
             conn.commit()
     finally:
         engine.dispose()

@@ -32,10 +32,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import URL
-
-from sqlabench.backends import PostgresTarget
 from sqlabench.errors import SqlabenchError
+from sqlabench.families import Target
+from sqlabench.families.postgresql import upstream_of as upstream_of
 
 MAX_RTT_MS = 1000.0
 TOLERANCE = 0.25
@@ -64,22 +63,10 @@ def check_rtt(rtt_ms: float) -> float:
     return rtt_ms
 
 
-def upstream_of(url: URL) -> str:
-    """Where the proxy connects: `unix:PATH` for a socket directory, else `HOST:PORT`."""
-    port = url.port or 5432
-    host = url.host or url.query.get("host")
-    if isinstance(host, tuple):
-        host = host[0]
-    if not host or host.startswith("/"):
-        directory = host or "/var/run/postgresql"
-        return f"unix:{directory}/.s.PGSQL.{port}"
-    return f"{host}:{port}"
-
-
 class LatencyProxy:
-    """The proxy process; `target` is the PostgreSQL target reached through it."""
+    """The proxy process; `target` is the server reached through it."""
 
-    def __init__(self, target: PostgresTarget, one_way_ms: float, hop_ms: float = 0.0) -> None:
+    def __init__(self, target: Target, one_way_ms: float, hop_ms: float = 0.0) -> None:
         self.direct = target
         self.one_way_ms = one_way_ms
         self.hop_ms = hop_ms
@@ -87,11 +74,11 @@ class LatencyProxy:
         self._process: subprocess.Popen[str] | None = None
         self.port = 0
 
-    def start(self) -> PostgresTarget:
+    def start(self) -> Target:
         self._process = subprocess.Popen(
             [
                 sys.executable, "-m", "sqlabench.latency",
-                "--upstream", upstream_of(self.direct.url),
+                "--upstream", self.direct.family.upstream(self.direct),
                 "--one-way-ms", str(self.one_way_ms),
             ],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -105,9 +92,7 @@ class LatencyProxy:
             self.stop()
             raise SqlabenchError("the latency proxy did not start")
         self.port = int(line)
-        query = {k: v for k, v in self.direct.url.query.items() if k != "host"}
-        url = self.direct.url.set(host="127.0.0.1", port=self.port, query=query)
-        return PostgresTarget(url, embedded=self.direct.embedded)
+        return self.direct.family.through(self.direct, "127.0.0.1", self.port)
 
     def seen(self) -> dict[str, float]:
         """The round-trip delay the path added since the last call (ms), as the proxy saw it:
@@ -163,13 +148,13 @@ class LatencyProxy:
 class InjectedPath:
     """A running proxy, the target reached through it and the path measured before the run."""
 
-    target: PostgresTarget
+    target: Target
     measured: PathMeasurement
     proxy: LatencyProxy
 
 
 @contextlib.contextmanager
-def injected_latency(target: PostgresTarget, rtt_ms: float) -> Iterator[InjectedPath | None]:
+def injected_latency(target: Target, rtt_ms: float) -> Iterator[InjectedPath | None]:
     """The path to benchmark through, with `rtt_ms` added (None for 0: no proxy)."""
     if rtt_ms == 0:
         yield None
@@ -212,23 +197,21 @@ def injected_latency(target: PostgresTarget, rtt_ms: float) -> Iterator[Injected
         proxy.stop()
 
 
-def round_trips(target: PostgresTarget, probes: int = PROBES) -> list[float]:
-    """`probes` SELECT 1 round trips on one psycopg connection, in ms."""
-    import psycopg
-
-    with psycopg.connect(target.dsn(), autocommit=True) as conn:
+def round_trips(target: Target, probes: int = PROBES) -> list[float]:
+    """`probes` SELECT 1 round trips on one connection (the family's own driver), in ms."""
+    with target.family.round_trip(target) as select_1:
         for _ in range(10):
-            conn.execute("SELECT 1")
+            select_1()
         times = []
         clock = time.perf_counter
         for _ in range(probes):
             start = clock()
-            conn.execute("SELECT 1").fetchone()
+            select_1()
             times.append((clock() - start) * 1e3)
     return times
 
 
-def measure_path(direct: PostgresTarget, proxied: PostgresTarget, rtt_ms: float) -> PathMeasurement:
+def measure_path(direct: Target, proxied: Target, rtt_ms: float) -> PathMeasurement:
     """Median round trips through the proxy and straight to the server."""
     probes = PROBES if rtt_ms <= 10 else max(20, int(PROBES * 10 / rtt_ms))
     return PathMeasurement(

@@ -23,17 +23,9 @@ import sqlalchemy
 
 import sqlabench
 from sqlabench import counting, stopping
-from sqlabench.backends import (
-    POSTGRES_URL_ENV,
-    Backend,
-    PostgresTarget,
-    SqliteTarget,
-    Target,
-    postgres_target,
-    resolve_backends,
-)
-from sqlabench.database import prepare_postgres
+from sqlabench.backends import Backend, Target, resolve_backends
 from sqlabench.errors import SqlabenchError
+from sqlabench.families import Family, families, server_urls
 from sqlabench.latency import TOLERANCE, InjectedPath, injected_latency
 from sqlabench.masking import mask_text
 from sqlabench.measure import injected_slowdown, injected_work_fraction
@@ -67,24 +59,30 @@ _CONTEXT_KEY = pytest.StashKey["RunContext"]()
 
 
 class RunContext:
-    """Everything one run shares: backends, profile, databases, seeded data and provenance."""
+    """Everything one run shares: backends, profile, databases, seeded data and provenance.
+
+    Databases are per family: `urls` names a family's server (None: the family finds or starts
+    its own), `servers` holds those the runner already started (reached through the latency
+    proxy when the run injects one), `direct` the same servers reached straight, and `versions`
+    their versions. A family the runner did not start is started on first use.
+    """
 
     def __init__(
         self,
         backends: list[Backend],
         profile: str,
-        postgres_url: str | None = None,
-        postgres: PostgresTarget | None = None,
-        postgres_version: str | None = None,
+        urls: dict[str, str | None] | None = None,
+        servers: dict[str, Target] | None = None,
+        versions: dict[str, str] | None = None,
         rtt_ms: float = 0.0,
-        postgres_direct: PostgresTarget | None = None,
+        direct: dict[str, Target] | None = None,
         path: InjectedPath | None = None,
     ) -> None:
         self.backends = backends
         self.profile = profile
         self.rtt_ms = rtt_ms
         self.path = path
-        self._postgres_direct = postgres_direct
+        self._direct = dict(direct or {})
         self.started = now_iso()
         self.failures: list[dict[str, str]] = []
         self.interrupted: list[dict[str, Any]] = []
@@ -101,9 +99,9 @@ class RunContext:
         self.pass_number = 1
         self.total = 0
         self.done = 0
-        self._postgres_url = postgres_url
-        self._postgres = postgres
-        self._postgres_version = postgres_version
+        self._urls = dict(urls or {})
+        self._servers = dict(servers or {})
+        self._versions = dict(versions or {})
         self._stack = contextlib.ExitStack()
         self._workdir = Path(tempfile.mkdtemp(prefix="sqlabench-"))
         self._stack.callback(shutil.rmtree, self._workdir, ignore_errors=True)
@@ -114,13 +112,21 @@ class RunContext:
         self.active_path: InjectedPath | None = None
         """The path the running benchmark asked for with `latency_path`, if any."""
 
+    def _server(self, family: Family) -> Target | None:
+        """The family's server for this run, started (and prepared) on first use."""
+        if family.url_env is None:
+            return None
+        server = self._servers.get(family.name)
+        if server is None:
+            server = self._stack.enter_context(family.server(self._urls.get(family.name)))
+            assert server is not None
+            self._servers[family.name] = server
+            self._versions[family.name] = family.prepare(server)
+        return server
+
     def target(self, backend: Backend) -> Target:
-        if backend.server == "sqlite":
-            return SqliteTarget(self._workdir / f"{backend.name}.db")
-        if self._postgres is None:
-            self._postgres = self._stack.enter_context(postgres_target(self._postgres_url))
-            self._postgres_version = prepare_postgres(self._postgres)
-        return self._postgres
+        family = backend.family
+        return family.target(self._server(family), backend, self._workdir)
 
     def seeded(self, backend: Backend, dataset: str, seed: Callable[[Target], None]) -> Target:
         """The backend's database holding `dataset`, seeded once per database and run.
@@ -130,7 +136,7 @@ class RunContext:
         target = self.target(backend)
         if self._datasets.get(repr(target)) != dataset:
             # seeding goes straight to the server, not through an injected latency
-            seed(self._postgres_direct or target if backend.server == "postgresql" else target)
+            seed(self._direct.get(backend.server, target))
             self._datasets[repr(target)] = dataset
         return target
 
@@ -140,15 +146,19 @@ class RunContext:
         return [self.path, *started] if self.path else started
 
     def latency_path(self, rtt_ms: float) -> InjectedPath:
-        """A proxy adding `rtt_ms` in front of the PostgreSQL server, for one benchmark's own
+        """A proxy adding `rtt_ms` in front of the run's server, for one benchmark's own
         connections (the pools grid's latency variant); started and checked on first use, as
         the run's own path is, and kept to the end of the run. A path that cannot be held
         fails every benchmark that asks for it, with the reason."""
         known = self._case_paths.get(rtt_ms)
         if known is None:
-            server = self._postgres_direct or self._postgres
+            server = next(
+                (s for s in [*self._direct.values(), *self._servers.values()]
+                 if s.family.capabilities.latency_proxy),
+                None,
+            )  # fmt: skip
             if server is None:
-                raise SqlabenchError("no PostgreSQL server in this run to inject latency for")
+                raise SqlabenchError("no database server in this run to inject latency for")
             try:
                 known = self._stack.enter_context(injected_latency(server, rtt_ms))
                 assert known is not None
@@ -162,32 +172,33 @@ class RunContext:
         return known
 
     def counting_env(self) -> dict[str, str]:
-        """What the counting process needs to reach the same server, straight, not proxied.
+        """What the counting process needs to reach the same servers, straight, not proxied.
 
-        Passed in its environment, never on its command line (the URL may hold a password).
+        Passed in its environment, never on its command line (a URL may hold a password).
         """
-        server = self._postgres_direct or self._postgres
-        if server is None:
-            return {}
-        return {POSTGRES_URL_ENV: server.url.render_as_string(hide_password=False)}
+        env: dict[str, str] = {}
+        for server in {**self._servers, **self._direct}.values():
+            env.update(server.family.environment(server))
+        return env
 
     def server_version(self, backend: Backend) -> str:
-        if backend.server == "sqlite":
-            import sqlite3
-
-            return sqlite3.sqlite_version
+        family = backend.family
+        if family.url_env is None:
+            return family.version(self.target(backend))
         self.target(backend)
-        return self._postgres_version or "unknown"
+        return self._versions.get(family.name) or "unknown"
 
     def mask(self, text: str) -> str:
-        if self._postgres is not None:
-            return self._postgres.mask(text)
-        return mask_text(text)
+        if not self._servers:
+            return mask_text(text)
+        for server in self._servers.values():
+            text = server.mask(text)
+        return text
 
     def backend_info(self) -> tuple[BackendInfo, ...]:
         infos = []
         for b in self.backends:
-            used = b.server == "sqlite" or self._postgres is not None
+            used = b.family.url_env is None or b.server in self._servers
             infos.append(
                 BackendInfo(
                     name=b.name,
@@ -204,8 +215,9 @@ class RunContext:
         return tuple(infos)
 
     def _server_display(self, backend: Backend) -> str:
-        if backend.server == "postgresql" and self._postgres_direct is not None:
-            return f"{self._postgres_direct.display}, through the latency proxy"
+        direct = self._direct.get(backend.server)
+        if direct is not None:
+            return f"{direct.display}, through the latency proxy"
         return self.target(backend).display
 
     def run_info(
@@ -297,10 +309,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=list(PROFILES),
         help="data sizes",
     )
-    group.addoption(
-        "--sqlabench-postgres", default=None, metavar="URL",
-        help=f"PostgreSQL server URL (default: ${POSTGRES_URL_ENV}, else an embedded server)",
-    )  # fmt: skip
+    for family in families().values():
+        if family.url_option:
+            group.addoption(
+                f"--sqlabench-{family.url_option}", default=None, metavar="URL",
+                help=f"{family.title} server URL (default: ${family.url_env}{family.url_default})",
+            )  # fmt: skip
 
 
 class RunnerHooks:
@@ -333,8 +347,11 @@ def pytest_configure(config: pytest.Config) -> None:
         backends = resolve_backends(config.getoption("sqlabench_backend"))
     except SqlabenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    url = config.getoption("sqlabench_postgres") or os.environ.get(POSTGRES_URL_ENV)
-    config.stash[_CONTEXT_KEY] = RunContext(backends, config.getoption("sqlabench_profile"), url)
+    urls = server_urls(
+        {f.name: config.getoption(f"sqlabench_{f.url_option}") for f in families().values()
+         if f.url_option}
+    )  # fmt: skip
+    config.stash[_CONTEXT_KEY] = RunContext(backends, config.getoption("sqlabench_profile"), urls)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -10,7 +10,7 @@ import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +20,10 @@ import pytest
 
 from sqlabench import counting, results, stopping
 from sqlabench import questions as question_registry
-from sqlabench.backends import Backend, postgres_target, resolve_backends
-from sqlabench.database import exclusive_use, prepare_postgres
+from sqlabench.backends import Backend, Target, resolve_backends
+from sqlabench.database import exclusive_use, prepare
 from sqlabench.errors import SqlabenchError
+from sqlabench.families import server_urls
 from sqlabench.latency import check_rtt, injected_latency
 from sqlabench.plugin import RunContext, RunnerHooks
 from sqlabench.stopping import stop_handlers, stop_signal_name, stops_held
@@ -99,13 +100,15 @@ def run(
     rtt_ms: float = 0.0,
     repeat: int = 1,
     instructions: bool = False,
+    urls: Mapping[str, str | None] | None = None,
 ) -> RunOutcome:
     """Run the questions' benchmarks and write one new result file into `out_dir`.
 
     With `rtt_ms`, every PostgreSQL backend reaches its server through a proxy adding that
     round-trip latency, measured before any benchmark runs. With `instructions`, a counting
     pass follows the timed passes (see `sqlabench.counting`) and each benchmark's counts per
-    operation join its `extra_info`.
+    operation join its `extra_info`. `urls` names the servers of other families by family
+    name (each else from its environment variable, as `postgres_url` is by the CLI).
     """
     stopping.reset()
     chosen = question_registry.resolve(list(question_names))
@@ -123,7 +126,8 @@ def run(
     with stop_handlers(), stops_held(), _stops_in_callbacks_unprinted():
         stack = contextlib.ExitStack()
         try:
-            context = _start(stack, backends, profile, postgres_url, rtt_ms)
+            given = {"postgresql": postgres_url, **(urls or {})}
+            context = _start(stack, backends, profile, server_urls(given), rtt_ms)
             context.repeat = repeat
             scratch = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-"))
@@ -216,21 +220,29 @@ def _start(
     stack: contextlib.ExitStack,
     backends: list[Backend],
     profile: str,
-    postgres_url: str | None,
+    urls: dict[str, str | None],
     rtt_ms: float,
 ) -> RunContext:
-    """Start what the run needs (PostgreSQL, its lock, the latency proxy) onto `stack`."""
-    postgres = version = latency_path = None
-    if any(b.server == "postgresql" for b in backends):
-        postgres = stack.enter_context(postgres_target(postgres_url))
-        stack.enter_context(exclusive_use(postgres))
-        version = prepare_postgres(postgres)
-        latency_path = stack.enter_context(injected_latency(postgres, rtt_ms))
+    """Start what the run needs (its families' servers, their locks, the latency proxy)."""
+    servers: dict[str, Target] = {}
+    direct: dict[str, Target] = {}
+    versions: dict[str, str] = {}
+    latency_path = None
+    for family in dict.fromkeys(b.family for b in backends):
+        if family.url_env is None:
+            continue  # no server: each backend's database is a file made when first used
+        server = stack.enter_context(family.server(urls.get(family.name)))
+        assert server is not None
+        stack.enter_context(exclusive_use(server))
+        versions[family.name] = prepare(server)
+        servers[family.name] = server
+        if latency_path is None and family.capabilities.latency_proxy:
+            latency_path = stack.enter_context(injected_latency(server, rtt_ms))
+            if latency_path is not None:
+                direct[family.name], servers[family.name] = server, latency_path.target
     context = RunContext(
-        backends, profile, postgres_url,
-        latency_path.target if latency_path else postgres, version,
-        rtt_ms=rtt_ms, postgres_direct=postgres if latency_path else None,
-        path=latency_path,
+        backends, profile, urls, servers, versions,
+        rtt_ms=rtt_ms, direct=direct, path=latency_path,
     )  # fmt: skip
     stack.callback(context.close)
     return context

@@ -111,6 +111,8 @@ def harness_hash() -> str:
     package = Path(__file__).resolve().parents[1]
     for name in HARNESS_MODULES:
         digest.update((package / f"{name}.py").read_bytes())
+    for family in sorted((package / "families").glob("*.py")):  # how each family connects
+        digest.update(family.read_bytes())
     return digest.hexdigest()[:16]
 
 

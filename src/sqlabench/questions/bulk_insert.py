@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from sqlalchemy import Engine, Table, insert, select, text
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -42,7 +42,6 @@ from sqlabench import summary
 from sqlabench.backends import (
     SCHEMA,
     Backend,
-    PostgresTarget,
     Target,
     placeholders,
     raw_connect,
@@ -144,9 +143,7 @@ class Case:
 
     @property
     def is_ceiling(self) -> bool:
-        if self.backend.server == "postgresql":
-            return self.strategy == "copy"
-        return self.strategy == "raw_executemany"
+        return self.strategy == self.backend.family.capabilities.bulk_ceiling
 
     @property
     def skip_reason(self) -> str | None:
@@ -171,7 +168,7 @@ def cases(backends: list[Backend], profile: str) -> list[Case]:
     for backend in backends:
         for rows in settings.rows:
             for strategy in STRATEGIES:
-                if strategy == "copy" and backend.server != "postgresql":
+                if strategy == "copy" and not backend.family.capabilities.copy:
                     continue
                 out.append(Case(backend, strategy, rows))
                 if strategy in SWEPT and rows in settings.sweep_rows:
@@ -288,7 +285,7 @@ def sync_strategy(case: Case, engine: Engine, raw: Any, counter: StatementCounte
 def async_strategy(case: Case, engine: Any, raw: Any, counter: StatementCounter) -> Any:
     """A coroutine function inserting `rows` and committing, for an async backend."""
     strategy = case.strategy
-    asyncpg = case.backend.driver == "asyncpg"
+    asyncpg = case.backend.raw_api == "asyncpg"
     if strategy == "orm_add_all_flush":
 
         async def run(rows: list[BulkTuple]) -> Any:
@@ -428,16 +425,11 @@ def contents_checksum(rows: list[tuple[Any, ...]]) -> str:
 def empty_table(target: Target) -> Any:
     """The untimed setup before each round: an empty table whose generated keys restart at 1."""
     engine = setup_engine(target)
-    postgres = isinstance(target, PostgresTarget)
+    family = target.family
 
     def setup() -> None:
         with engine.begin() as conn:
-            if postgres:
-                # a strategy that left its transaction open must fail the run, not hang it
-                conn.execute(text("SET LOCAL lock_timeout = '30s'"))
-                conn.execute(text("TRUNCATE bulk_rows RESTART IDENTITY"))
-            else:
-                conn.execute(text("DELETE FROM bulk_rows"))
+            family.empty_table(conn, "bulk_rows")
 
     return engine, setup
 

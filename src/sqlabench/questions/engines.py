@@ -543,7 +543,7 @@ async def make_async_layer(
         conn = await raw_connect_async(case.backend, target)
         stack.push_async_callback(conn.close)
         sql = RawSql(case.backend)
-        if case.backend.driver == "asyncpg":
+        if case.backend.raw_api == "asyncpg":
             if case.workload != "request":
                 # SQLAlchemy's asyncpg dialect runs every statement inside a transaction
                 await conn.execute("BEGIN")

@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from sqlabench import summary
-from sqlabench.backends import Backend, PostgresTarget, Target, engine_options
+from sqlabench.backends import Backend, Target
 from sqlabench.database import seed, setup_engine
+from sqlabench.families import family_of
 from sqlabench.measure import (
     Outcome,
     Rounds,
@@ -152,7 +153,7 @@ def cases(backends: list[Backend], profile: str, run_rtt_ms: float = 0.0) -> lis
         Case(b, p, rtt)
         for rtt in rtts
         for b in backends
-        if b.server == "postgresql"
+        if b.family.capabilities.client_server
         for p in PROFILES[profile].points
     ]
 
@@ -179,14 +180,7 @@ def connections_do_not_fit(
 def server_limits(engine: Engine) -> tuple[int, int, int]:
     """(connections in use, max_connections, superuser_reserved_connections)."""
     with engine.connect() as conn:
-        max_connections = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
-        reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
-        in_use = int(
-            conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-            ).scalar_one()
-        )
-    return in_use, max_connections, reserved
+        return family_of(engine).server_limits(conn)
 
 
 class ConnectionTally:
@@ -444,12 +438,7 @@ def pool_options(point: Point) -> dict[str, Any]:
 
 def named_connections(backend: Backend) -> dict[str, Any]:
     """Connect arguments that tag the pool's connections so the watcher can count them."""
-    args = dict(engine_options(backend)["connect_args"])
-    if backend.driver == "asyncpg":
-        args["server_settings"] = {**args["server_settings"], "application_name": APPLICATION_NAME}
-    else:
-        args["application_name"] = APPLICATION_NAME
-    return {"connect_args": args}
+    return {"connect_args": backend.named_connect_args(APPLICATION_NAME)}
 
 
 def percentiles_ms(samples: list[float]) -> dict[str, float]:
@@ -472,7 +461,6 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     target = sqlabench_run.seeded(
         case.backend, f"{QUESTION}:{users}", lambda t: seed(t, DataSize(users, 0))
     )
-    assert isinstance(target, PostgresTarget)
     admin = setup_engine(target)  # the checks and the verification go straight there
     if case.rtt_ms:
         target = sqlabench_run.latency_path(case.rtt_ms).target
@@ -580,23 +568,20 @@ def verify(
 class ServerCpu:
     """CPU time the PostgreSQL server's processes used, where this machine can read it.
 
-    The server is local when the backend that answers `pg_backend_pid()` shows in /proc as a
-    `postgres` process: then its postmaster's own time, the time of every backend it has
-    reaped (NullPool's closed connections included) and that of the ones alive add up to the
-    server's. Read between rounds, in pytest-benchmark's untimed setup, never during one.
+    The server is local when its family finds its process in /proc (PostgreSQL: the backend
+    answering `pg_backend_pid()` is a `postgres` process): then its postmaster's own time,
+    the time of every backend it has reaped (NullPool's closed connections included) and that
+    of the ones alive add up to the server's. Read between rounds, in pytest-benchmark's
+    untimed setup, never during one.
     """
 
     def __init__(self, admin: Engine) -> None:
         self.postmaster: int | None = None
         self.samples: list[tuple[float, float]] = []
-        with admin.connect() as conn:
-            backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-            try:
-                if _comm(backend) == "postgres":
-                    parent = int(_stat(backend)[1])
-                    self.postmaster = parent if _comm(parent) == "postgres" else None
-            except (OSError, ValueError, IndexError):
-                self.postmaster = None
+        family = family_of(admin)
+        if family.capabilities.server_cpu:
+            with admin.connect() as conn:
+                self.postmaster = family.server_process(conn)
 
     def sample(self) -> None:
         if self.postmaster is not None:
@@ -628,10 +613,6 @@ class ServerCpu:
 def _stat(pid: int) -> list[str]:
     """/proc/PID/stat's fields after the command: [state, ppid, ...], utime at 11."""
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-
-
-def _comm(pid: int) -> str:
-    return Path(f"/proc/{pid}/comm").read_text().strip()
 
 
 class CountingRequests(StatementCounter):
