@@ -103,3 +103,14 @@ def test_bulk_insert_end_to_end_verified_with_ratios(tmp_path: Path) -> None:
         if info["strategy"] == "orm_insert_returning":
             assert info["statements"] == -(-info["rows"] // info["page_size"])
     assert "bulk_insert: rows per second" in done.stdout
+
+
+def test_every_strategy_is_registered_for_every_mode_and_raw_api() -> None:
+    """A strategy missing for one mode or driver API would fail only on that backend's run."""
+    assert set(bulk.SYNC_STRATEGIES) == set(bulk.STRATEGIES)
+    for strategy in bulk.STRATEGIES:
+        for api in ("dbapi", "asyncpg"):
+            assert (strategy, api) in bulk.ASYNC_STRATEGIES or (
+                strategy,
+                "any",
+            ) in bulk.ASYNC_STRATEGIES, (strategy, api)

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -200,197 +201,347 @@ def insert_sql(backend: Backend) -> str:
     )
 
 
-def sync_strategy(case: Case, engine: Engine, raw: Any, counter: StatementCounter) -> Any:
+# --- the strategies: one small function each, registered by name (as SQLAlchemy's
+# examples/performance registers its tests); each returns the insert the rounds time, closing
+# over what was prepared for it outside the timed region --------------------------------------
+
+Insert = Callable[[list[BulkTuple]], Any]
+AsyncInsert = Callable[[list[BulkTuple]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What an insert may close over: made before the timed rounds."""
+
+    case: Case
+    engine: Any
+    """The case's Engine (sync) or AsyncEngine (async)."""
+    raw: Any
+    """A raw driver connection, configured as the engine's are."""
+    counter: StatementCounter
+    """Raw-driver strategies add the statements the server runs to its count themselves."""
+
+
+SYNC_STRATEGIES: dict[str, Callable[[Prepared], Insert]] = {}
+ASYNC_STRATEGIES: dict[tuple[str, str], Callable[[Prepared], AsyncInsert]] = {}
+"""By (strategy, raw API): "any" for a strategy that does not use the raw connection."""
+
+
+def sync_strategy_of(
+    name: str,
+) -> Callable[[Callable[[Prepared], Insert]], Callable[[Prepared], Insert]]:
+    def register(make: Callable[[Prepared], Insert]) -> Callable[[Prepared], Insert]:
+        SYNC_STRATEGIES[name] = make
+        return make
+
+    return register
+
+
+def async_strategy_of(
+    name: str, raw_api: str = "any"
+) -> Callable[[Callable[[Prepared], AsyncInsert]], Callable[[Prepared], AsyncInsert]]:
+    def register(make: Callable[[Prepared], AsyncInsert]) -> Callable[[Prepared], AsyncInsert]:
+        ASYNC_STRATEGIES[(name, raw_api)] = make
+        return make
+
+    return register
+
+
+def sync_strategy(case: Case, engine: Engine, raw: Any, counter: StatementCounter) -> Insert:
     """A callable inserting `rows` and committing, for a sync backend."""
-    strategy = case.strategy
-    if strategy == "orm_add_all_flush":
+    return SYNC_STRATEGIES[case.strategy](Prepared(case, engine, raw, counter))
 
-        def run(rows: list[BulkTuple]) -> Any:
-            with Session(engine) as session:
-                session.add_all([BulkRow(name=r[1], value=r[2], note=r[3]) for r in rows])
-                session.commit()
 
-    elif strategy == "orm_add_all_pk_given":
+def async_strategy(case: Case, engine: Any, raw: Any, counter: StatementCounter) -> AsyncInsert:
+    """A coroutine function inserting `rows` and committing, for an async backend."""
+    make = ASYNC_STRATEGIES.get((case.strategy, case.backend.raw_api))
+    make = make or ASYNC_STRATEGIES[(case.strategy, "any")]
+    return make(Prepared(case, engine, raw, counter))
 
-        def run(rows: list[BulkTuple]) -> Any:
-            with Session(engine) as session:
-                session.add_all([BulkRow(id=r[0], name=r[1], value=r[2], note=r[3]) for r in rows])
-                session.commit()
 
-    elif strategy == "orm_bulk_insert":
+@sync_strategy_of("orm_add_all_flush")
+def sync_orm_add_all_flush(p: Prepared) -> Insert:
+    engine = p.engine
 
-        def run(rows: list[BulkTuple]) -> Any:
-            with Session(engine) as session:
-                for chunk in chunks(rows):
-                    session.execute(insert(BulkRow), as_dicts(chunk))
-                session.commit()
-
-    elif strategy == "orm_insert_returning":
-
-        def run(rows: list[BulkTuple]) -> Any:
-            with Session(engine, expire_on_commit=False) as session:
-                objects = session.scalars(insert(BulkRow).returning(BulkRow), as_dicts(rows)).all()
-                session.commit()
-                return objects
-
-    elif strategy == "core_executemany":
-
-        def run(rows: list[BulkTuple]) -> Any:
-            with engine.begin() as conn:
-                for chunk in chunks(rows):
-                    conn.execute(insert(table), as_dicts(chunk))
-
-    elif strategy == "core_multivalues":
-
-        def run(rows: list[BulkTuple]) -> Any:
-            with engine.begin() as conn:
-                for start in range(0, len(rows), MULTIVALUES_CHUNK):
-                    chunk = as_dicts(rows[start : start + MULTIVALUES_CHUNK])
-                    conn.execute(insert(table).values(chunk))
-
-    elif strategy == "raw_executemany":
-        sql = insert_sql(case.backend)
-
-        def run(rows: list[BulkTuple]) -> Any:
-            cursor = raw.cursor()
-            for chunk in chunks(rows):
-                cursor.executemany(sql, chunk)
-            raw.commit()
-            counter.count += len(rows)
-
-    elif strategy == "raw_execute_loop":
-        sql = insert_sql(case.backend)
-
-        def run(rows: list[BulkTuple]) -> Any:
-            execute = raw.execute
-            for row in rows:
-                execute(sql, row)
-            raw.commit()
-            counter.count += len(rows)
-
-    else:
-        assert strategy == "copy"
-        copy_sql = f"COPY bulk_rows ({', '.join(COLUMNS)}) FROM STDIN"
-
-        def run(rows: list[BulkTuple]) -> Any:
-            with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            raw.commit()
-            counter.count += 1
+    def run(rows: list[BulkTuple]) -> Any:
+        with Session(engine) as session:
+            session.add_all([BulkRow(name=r[1], value=r[2], note=r[3]) for r in rows])
+            session.commit()
 
     return run
 
 
-def async_strategy(case: Case, engine: Any, raw: Any, counter: StatementCounter) -> Any:
-    """A coroutine function inserting `rows` and committing, for an async backend."""
-    strategy = case.strategy
-    asyncpg = case.backend.raw_api == "asyncpg"
-    if strategy == "orm_add_all_flush":
+@async_strategy_of("orm_add_all_flush")
+def async_orm_add_all_flush(p: Prepared) -> AsyncInsert:
+    engine = p.engine
 
-        async def run(rows: list[BulkTuple]) -> Any:
-            async with AsyncSession(engine) as session:
-                session.add_all([BulkRow(name=r[1], value=r[2], note=r[3]) for r in rows])
-                await session.commit()
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with AsyncSession(engine) as session:
+            session.add_all([BulkRow(name=r[1], value=r[2], note=r[3]) for r in rows])
+            await session.commit()
 
-    elif strategy == "orm_add_all_pk_given":
+    return run
 
-        async def run(rows: list[BulkTuple]) -> Any:
-            async with AsyncSession(engine) as session:
-                session.add_all([BulkRow(id=r[0], name=r[1], value=r[2], note=r[3]) for r in rows])
-                await session.commit()
 
-    elif strategy == "orm_bulk_insert":
+@sync_strategy_of("orm_add_all_pk_given")
+def sync_orm_add_all_pk_given(p: Prepared) -> Insert:
+    engine = p.engine
 
-        async def run(rows: list[BulkTuple]) -> Any:
-            async with AsyncSession(engine) as session:
-                for chunk in chunks(rows):
-                    await session.execute(insert(BulkRow), as_dicts(chunk))
-                await session.commit()
+    def run(rows: list[BulkTuple]) -> Any:
+        with Session(engine) as session:
+            session.add_all([BulkRow(id=r[0], name=r[1], value=r[2], note=r[3]) for r in rows])
+            session.commit()
 
-    elif strategy == "orm_insert_returning":
+    return run
 
-        async def run(rows: list[BulkTuple]) -> Any:
-            async with AsyncSession(engine, expire_on_commit=False) as session:
-                result = await session.scalars(insert(BulkRow).returning(BulkRow), as_dicts(rows))
-                objects = result.all()
-                await session.commit()
-                return objects
 
-    elif strategy == "core_executemany":
+@async_strategy_of("orm_add_all_pk_given")
+def async_orm_add_all_pk_given(p: Prepared) -> AsyncInsert:
+    engine = p.engine
 
-        async def run(rows: list[BulkTuple]) -> Any:
-            async with engine.begin() as conn:
-                for chunk in chunks(rows):
-                    await conn.execute(insert(table), as_dicts(chunk))
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with AsyncSession(engine) as session:
+            session.add_all([BulkRow(id=r[0], name=r[1], value=r[2], note=r[3]) for r in rows])
+            await session.commit()
 
-    elif strategy == "core_multivalues":
+    return run
 
-        async def run(rows: list[BulkTuple]) -> Any:
-            async with engine.begin() as conn:
-                for start in range(0, len(rows), MULTIVALUES_CHUNK):
-                    chunk = as_dicts(rows[start : start + MULTIVALUES_CHUNK])
-                    await conn.execute(insert(table).values(chunk))
 
-    elif strategy == "raw_executemany":
-        sql = insert_sql(case.backend)
-        if asyncpg:
+@sync_strategy_of("orm_bulk_insert")
+def sync_orm_bulk_insert(p: Prepared) -> Insert:
+    engine = p.engine
 
-            async def run(rows: list[BulkTuple]) -> Any:
-                async with raw.transaction():
-                    for chunk in chunks(rows):
-                        await raw.executemany(sql, chunk)
-                counter.count += len(rows)
+    def run(rows: list[BulkTuple]) -> Any:
+        with Session(engine) as session:
+            for chunk in chunks(rows):
+                session.execute(insert(BulkRow), as_dicts(chunk))
+            session.commit()
 
-        else:
+    return run
 
-            async def run(rows: list[BulkTuple]) -> Any:
-                cursor = raw.cursor()
-                cursor = await cursor if asyncio.iscoroutine(cursor) else cursor
-                for chunk in chunks(rows):
-                    await cursor.executemany(sql, chunk)
-                await raw.commit()
-                counter.count += len(rows)
 
-    elif strategy == "raw_execute_loop":
-        sql = insert_sql(case.backend)
-        if asyncpg:
+@async_strategy_of("orm_bulk_insert")
+def async_orm_bulk_insert(p: Prepared) -> AsyncInsert:
+    engine = p.engine
 
-            async def run(rows: list[BulkTuple]) -> Any:
-                async with raw.transaction():
-                    for row in rows:
-                        await raw.execute(sql, *row)
-                counter.count += len(rows)
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with AsyncSession(engine) as session:
+            for chunk in chunks(rows):
+                await session.execute(insert(BulkRow), as_dicts(chunk))
+            await session.commit()
 
-        else:
+    return run
 
-            async def run(rows: list[BulkTuple]) -> Any:
-                execute = raw.execute
-                for row in rows:
-                    await execute(sql, row)
-                await raw.commit()
-                counter.count += len(rows)
 
-    else:
-        assert strategy == "copy"
-        if asyncpg:
+@sync_strategy_of("orm_insert_returning")
+def sync_orm_insert_returning(p: Prepared) -> Insert:
+    engine = p.engine
 
-            async def run(rows: list[BulkTuple]) -> Any:
-                async with raw.transaction():
-                    await raw.copy_records_to_table(
-                        "bulk_rows", records=rows, columns=list(COLUMNS), schema_name=SCHEMA
-                    )
-                counter.count += 1
+    def run(rows: list[BulkTuple]) -> Any:
+        with Session(engine, expire_on_commit=False) as session:
+            objects = session.scalars(insert(BulkRow).returning(BulkRow), as_dicts(rows)).all()
+            session.commit()
+            return objects
 
-        else:
-            copy_sql = f"COPY bulk_rows ({', '.join(COLUMNS)}) FROM STDIN"
+    return run
 
-            async def run(rows: list[BulkTuple]) -> Any:
-                async with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
-                    for row in rows:
-                        await copy.write_row(row)
-                await raw.commit()
-                counter.count += 1
+
+@async_strategy_of("orm_insert_returning")
+def async_orm_insert_returning(p: Prepared) -> AsyncInsert:
+    engine = p.engine
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            result = await session.scalars(insert(BulkRow).returning(BulkRow), as_dicts(rows))
+            objects = result.all()
+            await session.commit()
+            return objects
+
+    return run
+
+
+@sync_strategy_of("core_executemany")
+def sync_core_executemany(p: Prepared) -> Insert:
+    engine = p.engine
+
+    def run(rows: list[BulkTuple]) -> Any:
+        with engine.begin() as conn:
+            for chunk in chunks(rows):
+                conn.execute(insert(table), as_dicts(chunk))
+
+    return run
+
+
+@async_strategy_of("core_executemany")
+def async_core_executemany(p: Prepared) -> AsyncInsert:
+    engine = p.engine
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with engine.begin() as conn:
+            for chunk in chunks(rows):
+                await conn.execute(insert(table), as_dicts(chunk))
+
+    return run
+
+
+@sync_strategy_of("core_multivalues")
+def sync_core_multivalues(p: Prepared) -> Insert:
+    engine = p.engine
+
+    def run(rows: list[BulkTuple]) -> Any:
+        with engine.begin() as conn:
+            for start in range(0, len(rows), MULTIVALUES_CHUNK):
+                chunk = as_dicts(rows[start : start + MULTIVALUES_CHUNK])
+                conn.execute(insert(table).values(chunk))
+
+    return run
+
+
+@async_strategy_of("core_multivalues")
+def async_core_multivalues(p: Prepared) -> AsyncInsert:
+    engine = p.engine
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with engine.begin() as conn:
+            for start in range(0, len(rows), MULTIVALUES_CHUNK):
+                chunk = as_dicts(rows[start : start + MULTIVALUES_CHUNK])
+                await conn.execute(insert(table).values(chunk))
+
+    return run
+
+
+@sync_strategy_of("raw_executemany")
+def sync_raw_executemany(p: Prepared) -> Insert:
+    raw, counter = p.raw, p.counter
+    sql = insert_sql(p.case.backend)
+
+    def run(rows: list[BulkTuple]) -> Any:
+        cursor = raw.cursor()
+        for chunk in chunks(rows):
+            cursor.executemany(sql, chunk)
+        raw.commit()
+        counter.count += len(rows)
+
+    return run
+
+
+@async_strategy_of("raw_executemany", raw_api="asyncpg")
+def asyncpg_raw_executemany(p: Prepared) -> AsyncInsert:
+    raw, counter = p.raw, p.counter
+    sql = insert_sql(p.case.backend)
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with raw.transaction():
+            for chunk in chunks(rows):
+                await raw.executemany(sql, chunk)
+        counter.count += len(rows)
+
+    return run
+
+
+@async_strategy_of("raw_executemany", raw_api="dbapi")
+def async_raw_executemany(p: Prepared) -> AsyncInsert:
+    raw, counter = p.raw, p.counter
+    sql = insert_sql(p.case.backend)
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        cursor = raw.cursor()
+        cursor = await cursor if asyncio.iscoroutine(cursor) else cursor
+        for chunk in chunks(rows):
+            await cursor.executemany(sql, chunk)
+        await raw.commit()
+        counter.count += len(rows)
+
+    return run
+
+
+@sync_strategy_of("raw_execute_loop")
+def sync_raw_execute_loop(p: Prepared) -> Insert:
+    raw, counter = p.raw, p.counter
+    sql = insert_sql(p.case.backend)
+
+    def run(rows: list[BulkTuple]) -> Any:
+        execute = raw.execute
+        for row in rows:
+            execute(sql, row)
+        raw.commit()
+        counter.count += len(rows)
+
+    return run
+
+
+@async_strategy_of("raw_execute_loop", raw_api="asyncpg")
+def asyncpg_raw_execute_loop(p: Prepared) -> AsyncInsert:
+    raw, counter = p.raw, p.counter
+    sql = insert_sql(p.case.backend)
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with raw.transaction():
+            for row in rows:
+                await raw.execute(sql, *row)
+        counter.count += len(rows)
+
+    return run
+
+
+@async_strategy_of("raw_execute_loop", raw_api="dbapi")
+def async_raw_execute_loop(p: Prepared) -> AsyncInsert:
+    raw, counter = p.raw, p.counter
+    sql = insert_sql(p.case.backend)
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        execute = raw.execute
+        for row in rows:
+            await execute(sql, row)
+        await raw.commit()
+        counter.count += len(rows)
+
+    return run
+
+
+COPY_SQL = f"COPY bulk_rows ({', '.join(COLUMNS)}) FROM STDIN"
+
+
+@sync_strategy_of("copy")
+def sync_copy(p: Prepared) -> Insert:
+    raw, counter = p.raw, p.counter
+    copy_sql = COPY_SQL
+
+    def run(rows: list[BulkTuple]) -> Any:
+        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+        raw.commit()
+        counter.count += 1
+
+    return run
+
+
+@async_strategy_of("copy", raw_api="asyncpg")
+def asyncpg_copy(p: Prepared) -> AsyncInsert:
+    raw, counter = p.raw, p.counter
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with raw.transaction():
+            await raw.copy_records_to_table(
+                "bulk_rows", records=rows, columns=list(COLUMNS), schema_name=SCHEMA
+            )
+        counter.count += 1
+
+    return run
+
+
+@async_strategy_of("copy", raw_api="dbapi")
+def async_copy(p: Prepared) -> AsyncInsert:
+    raw, counter = p.raw, p.counter
+    copy_sql = COPY_SQL
+
+    async def run(rows: list[BulkTuple]) -> Any:
+        async with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await raw.commit()
+        counter.count += 1
 
     return run
 
