@@ -181,6 +181,14 @@ def list_command() -> None:
     help="Only benchmarks whose id matches this pytest -k expression.",
 )
 @click.option(
+    "--only",
+    multiple=True,
+    metavar="ID",
+    help="Only this benchmark, by its id as a result file names it (e.g. "
+    "'test_engines[sqlite-raw-pk_lookup]'), or the ids a -k expression over ids alone "
+    "selects; repeat for several. One that selects nothing is bad input.",
+)
+@click.option(
     "--repeat",
     type=int,
     default=1,
@@ -219,6 +227,7 @@ def run_command(
     postgres_url: str | None,
     out_dir: str,
     select: str | None,
+    only: tuple[str, ...],
     repeat: int,
     rtt_ms: float,
     instructions: bool,
@@ -236,8 +245,24 @@ def run_command(
         results.check_writable_dir(report_dir)
     outcome = runner.run(
         question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms, repeat,
-        instructions,
+        instructions, only,
     )  # fmt: skip
+    print_run(outcome)
+    if report_dir is not None:
+        from sqlabench import report
+
+        md_path, _, _ = report.write([results.load(outcome.path)], report_dir)
+        click.echo(f"wrote {md_path} (and report.html, charts) from {outcome.path.name}")
+    if outcome.failed:
+        click.echo(
+            f"sqlabench: {outcome.failed} benchmark(s) failed; see 'failures' in the result",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def print_run(outcome: runner.RunOutcome) -> None:
+    """A run's tables, where its servers were, and the file it wrote."""
     print_tables(summary.tables(outcome.result))
     servers: dict[str, list[str]] = {}
     for b in outcome.result.info.backends:
@@ -253,17 +278,6 @@ def run_command(
             "without); SQLite backends are unaffected"
         )
     click.echo(f"wrote {outcome.path}")
-    if report_dir is not None:
-        from sqlabench import report
-
-        md_path, _, _ = report.write([results.load(outcome.path)], report_dir)
-        click.echo(f"wrote {md_path} (and report.html, charts) from {outcome.path.name}")
-    if outcome.failed:
-        click.echo(
-            f"sqlabench: {outcome.failed} benchmark(s) failed; see 'failures' in the result",
-            err=True,
-        )
-        sys.exit(1)
 
 
 @cli.command("plot")
