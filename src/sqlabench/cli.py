@@ -641,8 +641,10 @@ def baseline_command(
     baseline_path: str,
     archive_dir: str,
 ) -> None:
-    """Make a new baseline: run QUESTION... (default all) --repeat times with the counting
-    pass, and promote the run to --baseline; or promote an existing run (--promote, --newest).
+    """Run QUESTION (default all) and make it the baseline, keeping the one it replaces.
+
+    The run has --repeat passes and the counting pass, as `make baseline` always ran it; with
+    --promote or --newest an existing run is promoted instead and nothing runs.
 
     The baseline it replaces is first copied, byte for byte, into --archive as
     baseline-<its start>.json (-2, -3, ... when taken: nothing is ever overwritten); only then
