@@ -44,13 +44,13 @@ PASSES ?= 3
 ## The regression gate: BASE and this checkout benchmarked in turn, PASSES passes each, then
 ## compared (results/pr/compare.md); exit 1 on a regression. ARGS go to `sqlabench run`.
 bench-pr: $(STAMP)
-	$(BIN)/python scripts/bench_pr.py --base $(BASE) --passes $(PASSES) --profile $(PROFILE) $(if $(strip $(ARGS)),-- $(ARGS))
+	$(BIN)/sqlabench gate --base $(BASE) --passes $(PASSES) --profile $(PROFILE) $(if $(strip $(ARGS)),-- $(ARGS))
 
 ## A new baseline: all questions, 3 passes and the counting pass, promoted to
 ## results/baseline.json (the previous one is kept in results/runs/ as baseline-<its start>.json).
+## ARGS go to `sqlabench baseline` (e.g. -b sqlite).
 baseline: $(STAMP)
-	$(BIN)/sqlabench run all --profile $(PROFILE) --repeat 3 --instructions --out results/runs $(ARGS)
-	$(BIN)/python scripts/promote_baseline.py --newest results/runs
+	$(BIN)/sqlabench baseline --profile $(PROFILE) $(ARGS)
 
 ## Run the tests (unit and integration, against real databases).
 test: $(STAMP)

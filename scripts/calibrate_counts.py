@@ -4,7 +4,7 @@
         [--out results/counts-aa.json]
 
 A and B are two `sqlabench run ... --instructions` results of the same code, counted in
-separate processes from separate checkouts (as scripts/bench_pr.py counts base and head:
+separate processes from separate checkouts (as `sqlabench gate` counts base and head:
 a worktree and this checkout). Each C is a run of the same code with CPU work of a fraction
 of each operation's own instructions added inside it:
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from sqlabench.embedded import POSTGRES_URL_ENV, embedded_server
+
+if TYPE_CHECKING:
+    import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,22 +38,6 @@ def run_cli(
 def load_scenario(question: str) -> ModuleType:
     """A question module of the package."""
     return importlib.import_module(f"sqlabench.questions.{question}")
-
-
-def load_script(name: str) -> ModuleType:
-    """A script from scripts/, imported by path so its functions can be tested."""
-    return _load_module(name, ROOT / "scripts" / f"{name}.py")
-
-
-def _load_module(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +76,11 @@ def scratch_database(postgres_url: str) -> Iterator[str]:
         admin.close()
 
 
-def _connect(url, database):  # type: ignore[no-untyped-def]
+def _connect(url: URL, database: str | None) -> psycopg.Connection[Any]:
     import psycopg
 
     host = url.host or url.query.get("host")
+    assert not isinstance(host, tuple), "one host, not several"
     return psycopg.connect(
         host=host, port=url.port, user=url.username, password=url.password or None,
         dbname=database, autocommit=True,
@@ -100,10 +88,10 @@ def _connect(url, database):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def pg_connect():  # type: ignore[no-untyped-def]
+def pg_connect() -> Callable[[str], psycopg.Connection[Any]]:
     """Open an autocommit psycopg connection to a database URL (for setting up and checking)."""
 
-    def connect(url_string: str):  # type: ignore[no-untyped-def]
+    def connect(url_string: str) -> psycopg.Connection[Any]:
         url = make_url(url_string)
         return _connect(url, url.database)
 

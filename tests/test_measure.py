@@ -182,7 +182,7 @@ def _fastest_async_workload(postgres_url: str, rounds: int) -> float:
 
 
 def test_an_injected_slowdown_lengthens_every_timed_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What scripts/calibrate_gate.py relies on: the slowdown is inside the timed call."""
+    """What `sqlabench calibrate` relies on: the slowdown is inside the timed call."""
     monkeypatch.setenv(SLOWDOWN_ENV, "0.5")
     assert injected_slowdown() == 0.5
     bench = FakeBenchmark(5)

@@ -150,7 +150,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_a_merge_says_how_its_counts_were_counted(tmp_path: Path) -> None:
-    """bench_pr counts only a side's last pass: the merged file keeps that pass's counts and
+    """The gate counts only a side's last pass: the merged file keeps that pass's counts and
     the `counting` record that describes them, not the first pass's None."""
     counted = {"tool": "callgrind", "benchmarks_counted": 1}
     first = one_run(tmp_path, "first", {A: [1.0]})

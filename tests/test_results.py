@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -7,7 +8,7 @@ from sqlabench import results
 from sqlabench.errors import SqlabenchError
 
 
-def make_result(**overrides: object) -> dict:
+def make_result(**overrides: object) -> dict[str, Any]:
     info = results.RunInfo(
         schema_version=results.SCHEMA_VERSION,
         questions=("engines",),
@@ -93,7 +94,7 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_passes_are_merged_round_by_round() -> None:
-    def one_pass(data: list[float], verified: bool) -> dict:
+    def one_pass(data: list[float], verified: bool) -> dict[str, Any]:
         return {
             "benchmarks": [
                 {
@@ -118,10 +119,10 @@ def test_passes_are_merged_round_by_round() -> None:
 
 
 def test_counts_of_a_counted_pass_survive_a_merge_with_uncounted_passes() -> None:
-    """bench_pr counts only the last pass of each side, then merges a rerun that did not
+    """The gate counts only the last pass of each side, then merges a rerun that did not
     count: the merged benchmark must keep its counts, or the gate loses its evidence."""
 
-    def one_pass(data: list[float], **counts: float) -> dict:
+    def one_pass(data: list[float], **counts: float) -> dict[str, Any]:
         return {
             "benchmarks": [
                 {

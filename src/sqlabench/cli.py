@@ -8,9 +8,11 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -184,6 +186,14 @@ def list_command(modules: tuple[str, ...]) -> None:
     help="Only benchmarks whose id matches this pytest -k expression.",
 )
 @click.option(
+    "--only",
+    multiple=True,
+    metavar="ID",
+    help="Only this benchmark, by its id as a result file names it (e.g. "
+    "'test_engines[sqlite-raw-pk_lookup]'), or the ids a -k expression over ids alone "
+    "selects; repeat for several. One that selects nothing is bad input.",
+)
+@click.option(
     "--repeat",
     type=int,
     default=1,
@@ -222,6 +232,7 @@ def run_command(
     postgres_url: str | None,
     out_dir: str,
     select: str | None,
+    only: tuple[str, ...],
     repeat: int,
     rtt_ms: float,
     instructions: bool,
@@ -240,8 +251,24 @@ def run_command(
         results.check_writable_dir(report_dir)
     outcome = runner.run(
         question_names, profile, backend_names, postgres_url, out_dir, select, rtt_ms, repeat,
-        instructions,
+        instructions, only=only,
     )  # fmt: skip
+    print_run(outcome)
+    if report_dir is not None:
+        from sqlabench import report
+
+        md_path, _, _ = report.write([results.load(outcome.path)], report_dir)
+        click.echo(f"wrote {md_path} (and report.html, charts) from {outcome.path.name}")
+    if outcome.failed:
+        click.echo(
+            f"sqlabench: {outcome.failed} benchmark(s) failed; see 'failures' in the result",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def print_run(outcome: runner.RunOutcome) -> None:
+    """A run's tables, where its servers were, and the file it wrote."""
     print_tables(summary.tables(outcome.result))
     servers: dict[str, list[str]] = {}
     for b in outcome.result.info.backends:
@@ -257,17 +284,6 @@ def run_command(
             "without); SQLite backends are unaffected"
         )
     click.echo(f"wrote {outcome.path}")
-    if report_dir is not None:
-        from sqlabench import report
-
-        md_path, _, _ = report.write([results.load(outcome.path)], report_dir)
-        click.echo(f"wrote {md_path} (and report.html, charts) from {outcome.path.name}")
-    if outcome.failed:
-        click.echo(
-            f"sqlabench: {outcome.failed} benchmark(s) failed; see 'failures' in the result",
-            err=True,
-        )
-        sys.exit(1)
 
 
 @cli.command("plot")
@@ -427,7 +443,7 @@ def compare_command(
     A regression is a benchmark that fails only in CURRENT, does more database work
     (statements, rows), or runs more instructions or Python calls per operation than
     separate runs of the same code differ by (counted by `run --instructions`). Wall time
-    gates only between interleaved passes (scripts/bench_pr.py): slower when the change is
+    gates only between interleaved passes (`sqlabench gate`): slower when the change is
     significant after correcting for the number of benchmarks, its 95% interval excludes no
     change, and it is at least --threshold; elsewhere it is shown, not gated. A benchmark
     missing from CURRENT fails too, unless --allow-missing.
@@ -525,6 +541,193 @@ def history_command(result_paths: tuple[str, ...], output: str) -> None:
     out.print(table)
     for note in t.notes:
         out.print(note)
+
+
+@cli.command("gate")
+@click.option("--base", required=True, metavar="REF", help="The git ref to compare with.")
+@click.option(
+    "--passes", type=int, default=3, show_default=True, metavar="K",
+    help="Passes per side, interleaved base, head, base, head, ... (1 to 20).",
+)  # fmt: skip
+@click.option("--profile", "-p", default="quick", show_default=True, metavar="NAME")
+@click.option(
+    "--out", "out_dir", default="results/pr", show_default=True, metavar="DIR",
+    help="Results of both sides, compare.md, compare.json and logs.",
+)  # fmt: skip
+@threshold_option
+@click.option(
+    "--question", "-q", "question_names", multiple=True, metavar="NAME",
+    help="Question to run; repeat for several. Default: all.",
+)  # fmt: skip
+@click.option("--keep-worktree", is_flag=True, help="Leave the base checkout and its venv.")
+@click.option(
+    "--no-instructions", "instructions", flag_value=False, default=True,
+    help="Skip the counting pass (by default each side's last pass counts instructions and "
+    "Python calls, the gate's deterministic evidence).",
+)  # fmt: skip
+@click.argument("run_args", metavar="[-- RUN OPTIONS]", nargs=-1, type=click.UNPROCESSED)
+@one_line_errors
+def gate_command(
+    base: str,
+    passes: int,
+    profile: str,
+    out_dir: str,
+    threshold: float,
+    question_names: tuple[str, ...],
+    keep_worktree: bool,
+    instructions: bool,
+    run_args: tuple[str, ...],
+) -> None:
+    """The regression gate: REF and this checkout benchmarked in turn, then compared.
+
+    REF is checked out in a temporary git worktree with its own venv; the two sides run
+    alternately, one pass each, so a shared machine's drift lands on both alike. Benchmarks
+    flagged slower are confirmed by fresh passes (run --only, ABBA). Options after `--` go to
+    both sides' `sqlabench run` (e.g. -- -b sqlite -k engines). Writes OUT/compare.md (also
+    appended to $GITHUB_STEP_SUMMARY), OUT/compare.json and every pass's result.
+    Exit status: 0 no regression, 1 a regression, 2 bad input, 130 interrupted.
+    """
+    from sqlabench import gate
+
+    opts = gate.Options(
+        base=base, passes=passes, profile=profile, out=Path(out_dir), threshold=threshold,
+        questions=list(question_names) or ["all"], keep_worktree=keep_worktree,
+        extra=list(run_args), instructions=instructions,
+    )  # fmt: skip
+    outcome = gate.run_gate(opts, say=lambda line: click.echo(line, err=True))
+    click.echo(outcome.markdown, nl=False)
+    click.echo(f"gate: wrote {outcome.report}; exit {outcome.code}")
+    sys.exit(outcome.code)
+
+
+@cli.command("baseline")
+@click.argument("question_names", metavar="[QUESTION...]", nargs=-1)
+@click.option(
+    "--promote", "promote_path", metavar="RESULT",
+    help="Promote this result file instead of running.",
+)  # fmt: skip
+@click.option(
+    "--newest", "newest_dir", metavar="DIR",
+    help="Promote the run in DIR that started last instead of running.",
+)  # fmt: skip
+@click.option("--profile", "-p", default="quick", show_default=True, metavar="NAME")
+@click.option("--backend", "-b", "backend_names", multiple=True, metavar="NAME")
+@click.option("--postgres", "postgres_url", envvar=backends.POSTGRES_URL_ENV, metavar="URL")
+@click.option("-k", "select", metavar="EXPR")
+@click.option("--only", multiple=True, metavar="ID")
+@click.option("--repeat", type=int, default=3, show_default=True, metavar="K")
+@click.option("--rtt-ms", type=float, default=0.0, show_default=True, metavar="MS")
+@click.option(
+    "--out", "out_dir", default=str(runner.DEFAULT_OUT), show_default=True, metavar="DIR",
+    help="Directory for the new run's result file.",
+)  # fmt: skip
+@click.option(
+    "--baseline", "baseline_path", default="results/baseline.json", show_default=True,
+    metavar="PATH", help="The baseline file.",
+)  # fmt: skip
+@click.option(
+    "--archive", "archive_dir", default="results/runs", show_default=True, metavar="DIR",
+    help="Where the baseline it replaces is kept, as baseline-<its start>.json.",
+)  # fmt: skip
+@one_line_errors
+def baseline_command(
+    question_names: tuple[str, ...],
+    promote_path: str | None,
+    newest_dir: str | None,
+    profile: str,
+    backend_names: tuple[str, ...],
+    postgres_url: str | None,
+    select: str | None,
+    only: tuple[str, ...],
+    repeat: int,
+    rtt_ms: float,
+    out_dir: str,
+    baseline_path: str,
+    archive_dir: str,
+) -> None:
+    """Run QUESTION (default all) and make it the baseline, keeping the one it replaces.
+
+    The run has --repeat passes and the counting pass, as `make baseline` always ran it; with
+    --promote or --newest an existing run is promoted instead and nothing runs.
+
+    The baseline it replaces is first copied, byte for byte, into --archive as
+    baseline-<its start>.json (-2, -3, ... when taken: nothing is ever overwritten); only then
+    is the new one put in place, atomically. A run that is incomplete or had failing
+    benchmarks is refused. Exit status: 0 done (or already the baseline), 2 bad input or a
+    run that cannot be the baseline.
+    """
+    from sqlabench import baseline
+
+    if promote_path is not None or newest_dir is not None:
+        if promote_path is not None and newest_dir is not None:
+            raise SqlabenchError("give --promote or --newest, not both")
+        context = click.get_current_context()
+        running = [
+            param.opts[0]
+            for param in context.command.params
+            if isinstance(param, click.Option)
+            and param.name not in ("promote_path", "newest_dir", "baseline_path", "archive_dir")
+            and context.get_parameter_source(str(param.name)) is ParameterSource.COMMANDLINE
+        ]
+        if question_names or running:
+            given = " ".join([*question_names, *running])
+            raise SqlabenchError(f"{given}: options of a run; --promote and --newest run nothing")
+        result = Path(promote_path) if promote_path else baseline.newest(str(newest_dir))
+        click.echo(baseline.promote(result, baseline_path, archive_dir))
+        return
+    # before a run of many minutes: where its outcome goes must take it
+    results.check_writable_dir(Path(baseline_path).parent)
+    results.check_writable_dir(archive_dir)
+    outcome = runner.run(
+        question_names or ("all",), profile, backend_names, postgres_url, out_dir, select,
+        rtt_ms, repeat, instructions=True, only=only,
+    )  # fmt: skip
+    print_run(outcome)
+    click.echo(baseline.promote(outcome.path, baseline_path, archive_dir))
+
+
+@cli.command("calibrate")
+@click.option("--trials", type=int, default=5, show_default=True, metavar="N")
+@click.option("--passes", type=int, default=3, show_default=True, metavar="K")
+@click.option(
+    "--slowdown", type=float, default=0.10, show_default=True, metavar="FRACTION",
+    help="How much slower the C side's timed operations are made.",
+)  # fmt: skip
+@threshold_option
+@click.option("--profile", "-p", default="quick", show_default=True, metavar="NAME")
+@click.option(
+    "--out", "out_dir", default="results/calibration", show_default=True, metavar="DIR",
+    help="Every pass's result, runs.log and calibration.json.",
+)  # fmt: skip
+@click.argument("run_args", metavar="[-- RUN ARGS]", nargs=-1, type=click.UNPROCESSED)
+@one_line_errors
+def calibrate_command(
+    trials: int,
+    passes: int,
+    slowdown: float,
+    threshold: float,
+    profile: str,
+    out_dir: str,
+    run_args: tuple[str, ...],
+) -> None:
+    """Measure the gate on this machine: how often it cries wolf, how often it catches a
+    slowdown of known size.
+
+    Each trial runs three sides in turn, pass by pass, as `gate` does: A and B the same code
+    (anything flagged between them is a false alarm), C with every timed operation made
+    --slowdown slower on purpose. After `--`: questions and `sqlabench run` options
+    (default: engines -b sqlite). Writes OUT/calibration.json.
+    """
+    from sqlabench import calibrate
+
+    opts = calibrate.Options(
+        trials=trials, passes=passes, slowdown=slowdown, threshold=threshold, profile=profile,
+        out=Path(out_dir), run_args=list(run_args),
+    )  # fmt: skip
+    report, path = calibrate.calibrate(opts, say=lambda line: click.echo(line, err=True))
+    for key, value in report["summary"].items():
+        click.echo(f"{key}: {value}")
+    click.echo(f"wrote {path}")
 
 
 def print_tables(tables: list[summary.Table]) -> None:

@@ -8,7 +8,7 @@ calls are compared too: an increase beyond what separate processes of the same c
 
 Wall time is compared and reported for every benchmark, but it gates only where the test
 can separate a change from this machine's 10-25% drift between processes: runs measured as
-interleaved passes (their time spans overlap, as scripts/bench_pr.py makes them), each with
+interleaved passes (their time spans overlap, as `sqlabench gate` makes them), each with
 3 or more passes. Elsewhere a wall-time change is shown as `slower-ungated` and a warning.
 
 Rounds measured in one pass share that pass's state of a shared machine (its load, clocks,
@@ -348,7 +348,7 @@ def count_changes(
 
 
 def interleaved(baseline: ResultFile, current: ResultFile) -> bool:
-    """Whether the two runs' passes were measured interleaved (as bench_pr runs them).
+    """Whether the two runs' passes were measured interleaved (as `sqlabench gate` runs them).
 
     Only then does a paired test over passes separate a change from the machine's drift
     between processes (10-25% here): the runs' time spans overlap. Two runs made one after
@@ -490,7 +490,7 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
     if "chunk" in units:
         warnings.append(
             "fewer than 3 passes per side: the noise estimate is chunks of one pass's rounds, "
-            "which cannot see drift between runs (use run --repeat 3+, or scripts/bench_pr.py)"
+            "which cannot see drift between runs (use run --repeat 3+, or sqlabench gate)"
         )
     ungated = [c for c in changes if c.verdict.endswith("-ungated")]
     if ungated:
@@ -498,7 +498,7 @@ def compare(baseline: ResultFile, current: ResultFile, threshold: float = 0.05) 
             f"{len(ungated)} wall-time change(s) not gated: the runs were not measured as "
             "interleaved passes, and between separate processes this machine's noise is "
             "10-25% (the counts from run --instructions are the gate's evidence; for wall "
-            "time use scripts/bench_pr.py)"
+            "time use sqlabench gate)"
         )
     for key in COUNTS:
         lost = [b.name for b, c in pairs if _count(b, key) is not None and _count(c, key) is None]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from sqlabench import files
 from sqlabench.errors import SqlabenchError
 from sqlabench.results import BenchmarkResult, ResultFile
 
@@ -127,15 +128,9 @@ def _save(fig: Figure, result: ResultFile | None, out: Path, stem: str) -> list[
     written = []
     for suffix in ("png", "svg"):
         final = out / f"{stem}.{suffix}"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=f".{suffix}")
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; a chart is for everyone to read
-        try:
-            fig.savefig(tmp, format=suffix, metadata={"Date": None} if suffix == "svg" else None)
-            os.replace(tmp, final)  # a chart is derived data: redrawing it replaces the old one
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        meta = {"Date": None} if suffix == "svg" else None
+        draw = partial(fig.savefig, format=suffix, metadata=meta)
+        files.write_atomic(final, draw, overwrite=True)  # a chart is derived: redrawing replaces
         written.append(final)
     pyplot().close(fig)
     return written
@@ -164,12 +159,6 @@ def plain_log_ticks(axis: Any) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
     axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
-
-
-def umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def benches_of(result: ResultFile, question: str) -> list[BenchmarkResult]:

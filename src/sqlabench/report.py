@@ -10,12 +10,11 @@ import base64
 import html
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlabench import plot, questions, summary
+from sqlabench import files, plot, questions, summary
 from sqlabench.results import ResultFile
 
 
@@ -231,15 +230,7 @@ def to_html(markdown_text: str, out: Path) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.chmod(tmp, 0o666 & ~plot.umask())
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    files.write_atomic(path, text, overwrite=True)
 
 
 def write(

@@ -6,7 +6,6 @@ files it cannot read with a one-line reason, and writes atomically without ever 
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlabench import files
 from sqlabench.errors import SqlabenchError
 
 SCHEMA_VERSION = 1
@@ -284,30 +284,11 @@ def write_new(data: dict[str, Any], directory: str | os.PathLike[str], stem: str
     """
     out = ensure_writable_dir(directory)
     payload = json.dumps(data, indent=2, sort_keys=False) + "\n"
-    fd, tmp_name = tempfile.mkstemp(dir=out, prefix=f".{stem}.", suffix=".partial")
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp_name, 0o666 & ~mask)  # mkstemp's 0600 would hide results from teammates
+    names = [out / (f"{stem}.json" if n == 1 else f"{stem}-{n}.json") for n in range(1, 1000)]
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for attempt in range(1, 1000):
-            final = out / (f"{stem}.json" if attempt == 1 else f"{stem}-{attempt}.json")
-            try:
-                os.link(tmp_name, final)
-            except FileExistsError:
-                continue
-            return final
-        raise SqlabenchError(f"cannot find a free result file name for {stem} in {out}")
-    except OSError as exc:
-        raise SqlabenchError(
-            f"cannot write a result file in {out}: {exc.strerror or exc}"
-        ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
+        return files.write_first_free(names, payload)
+    except files.NameTaken:
+        raise SqlabenchError(f"cannot find a free result file name for {stem} in {out}") from None
 
 
 MERGE_MUST_MATCH = (

@@ -10,7 +10,7 @@ import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from sqlabench import counting, results, stopping
+from sqlabench import counting, results, selection, stopping
 from sqlabench import questions as question_registry
 from sqlabench.backends import Backend, Target, resolve_backends
 from sqlabench.database import exclusive_use, prepare
@@ -101,6 +101,7 @@ def run(
     repeat: int = 1,
     instructions: bool = False,
     urls: Mapping[str, str | None] | None = None,
+    only: Sequence[str] = (),
 ) -> RunOutcome:
     """Run the questions' benchmarks and write one new result file into `out_dir`.
 
@@ -108,7 +109,9 @@ def run(
     round-trip latency, measured before any benchmark runs. With `instructions`, a counting
     pass follows the timed passes (see `sqlabench.counting`) and each benchmark's counts per
     operation join its `extra_info`. `urls` names the servers of other families by family
-    name (each else from its environment variable, as `postgres_url` is by the CLI).
+    name (each else from its environment variable, as `postgres_url` is by the CLI). With
+    `only`, just the benchmarks those ids (or -k expressions over ids) select; one that
+    selects none is bad input (see sqlabench.selection).
     """
     stopping.reset()
     chosen = question_registry.resolve(list(question_names))
@@ -158,11 +161,19 @@ def run(
                 context.pass_number, context.done = number, 0
                 context.finished, context.failed = set(), set()
                 hooks = RunnerHooks(context, chosen)
+                chooser = selection.OnlyIds(only)
+                plugins: list[object] = [hooks, chooser] if only else [hooks]
                 try:
                     with stopping.stops_raise():
-                        exit_code = pytest.main(args, plugins=[hooks])
+                        exit_code = pytest.main(args, plugins=plugins)
                 except KeyboardInterrupt:  # a stop between pytest's own protected steps
                     exit_code = pytest.ExitCode.INTERRUPTED
+                if chooser.unknown:  # nothing ran: said before any benchmark
+                    raise SqlabenchError(
+                        f"--only {', '.join(map(repr, chooser.unknown))}: no benchmark of this "
+                        f"run has that id ({'+'.join(q.name for q in chosen)} on "
+                        f"{', '.join(b.name for b in backends)}; ids as in a result file)"
+                    )
                 if hooks.json is not None:
                     passes.append(hooks.json)
                 if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
@@ -175,7 +186,7 @@ def run(
                 and not stopping.requested()
             ):
                 counts = _counting_pass(
-                    context, chosen, profile, select, scratch / "counting", passes[-1]
+                    context, chosen, profile, select, scratch / "counting", passes[-1], only
                 )
             # a stop held after the last benchmark (while pytest-benchmark saved its JSON)
             # leaves a complete run: it is saved as such, and the run still ends as stopped
@@ -304,6 +315,7 @@ def _counting_pass(
     select: str | None,
     out: Path,
     timed: dict[str, Any],
+    only: Sequence[str] = (),
 ) -> dict[str, dict[str, float]]:
     """Count each benchmark's operation in a separate process; counts by benchmark name.
 
@@ -340,6 +352,7 @@ def _counting_pass(
     ]  # fmt: skip
     if select:
         args += ["-k", select]
+    args += selection.child_args(only)
     started = time.monotonic()
     try:
         with stopping.stops_raise():

@@ -1,39 +1,52 @@
 """Measure the regression gate itself on this machine: how often it cries wolf, how often it
-catches a slowdown of known size.
+catches a slowdown of known size (`sqlabench calibrate`).
 
-    .venv/bin/python scripts/calibrate_gate.py [--trials 5] [--passes 3] [--slowdown 0.10]
-        [--profile quick] [--out results/calibration] [-- run options, default: engines -b sqlite]
-
-Each trial runs three sides in turn, pass by pass, as scripts/bench_pr.py runs base and head:
+Each trial runs three sides in turn, pass by pass, as `sqlabench gate` runs base and head:
 A, B, C, A, B, C, ... K passes each. A and B are the same code (an A/A pair: anything the gate
 flags between them is a false alarm). C is the same code with every timed operation made
-`--slowdown` slower on purpose (SQLABENCH_INJECT_SLOWDOWN: a busy-wait of that fraction of
+`slowdown` slower on purpose (SQLABENCH_INJECT_SLOWDOWN: a busy-wait of that fraction of
 each call's own time, inside the timed region), so the gate should flag every benchmark in
 A/C and B/C. Each side's passes are merged, then compared with `sqlabench compare`'s rules
-and default threshold. Prints and writes (OUT/calibration.json) the false-alarm rate per
-benchmark and per gate run, and the detection rate with the smallest changes the noise
-allowed to detect.
+and threshold. The false-alarm rate per benchmark and per gate run, and the detection rate
+with the smallest changes the noise allowed to detect, go to OUT/calibration.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlabench import compare, results
+from sqlabench import compare, files, results
+from sqlabench.errors import SqlabenchError
 from sqlabench.measure import SLOWDOWN_ENV
 
 SIDES = ("a", "b", "c")
+DEFAULT_RUN_ARGS = ("engines", "-b", "sqlite")
+
+
+@dataclass(frozen=True)
+class Options:
+    trials: int = 5
+    passes: int = 3
+    slowdown: float = 0.10
+    threshold: float = 5.0
+    """Percent, as `sqlabench compare --threshold`."""
+    profile: str = "quick"
+    out: Path = Path("results/calibration")
+    run_args: list[str] = field(default_factory=list)
+    """Questions and `sqlabench run` options; none means DEFAULT_RUN_ARGS."""
 
 
 def run_pass(side: str, out: Path, args: list[str], slowdown: float, log: Path) -> Path:
+    """One `sqlabench run` pass of a side; the result file it wrote."""
     env = dict(os.environ)
     env.pop(SLOWDOWN_ENV, None)
     if side == "c":
@@ -49,7 +62,7 @@ def run_pass(side: str, out: Path, args: list[str], slowdown: float, log: Path) 
         if line.startswith("wrote ")
     ]
     if done.returncode != 0 or not written:
-        sys.exit(f"calibrate_gate: a {side} pass failed (exit {done.returncode}); see {log}")
+        raise SqlabenchError(f"a pass of side {side} failed (exit {done.returncode}); see {log}")
     return Path(written[-1])
 
 
@@ -57,35 +70,28 @@ def merged(paths: list[Path]) -> results.ResultFile:
     return results.parse(results.merge_files(paths), "merged")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--slowdown", type=float, default=0.10)
-    parser.add_argument("--threshold", type=float, default=5.0, help="percent, as compare")
-    parser.add_argument("--profile", default="quick")
-    parser.add_argument("--out", type=Path, default=Path("results/calibration"))
-    parser.add_argument("run_args", nargs="*", help="after --: questions and run options")
-    options = parser.parse_args()
-    run_args = options.run_args or ["engines", "-b", "sqlite"]
+def calibrate(options: Options, say: Callable[[str], None]) -> tuple[dict[str, Any], Path]:
+    """Run the trials; the report (its `summary` in a few lines) and the file it went to."""
+    if options.trials < 1 or options.passes < 1:
+        raise SqlabenchError("--trials and --passes must be at least 1")
+    run_args = options.run_args or list(DEFAULT_RUN_ARGS)
     args = [*run_args, "--profile", options.profile]
-    options.out.mkdir(parents=True, exist_ok=True)
+    results.ensure_writable_dir(options.out)
     log = options.out / "runs.log"
 
     trials: list[dict[str, Any]] = []
     started = time.monotonic()
     for trial in range(1, options.trials + 1):
-        files: dict[str, list[Path]] = {side: [] for side in SIDES}
+        paths: dict[str, list[Path]] = {side: [] for side in SIDES}
         for number in range(1, options.passes + 1):
             for side in SIDES:
                 out = options.out / f"trial{trial}" / side
-                files[side].append(run_pass(side, out, args, options.slowdown, log))
-                print(
+                paths[side].append(run_pass(side, out, args, options.slowdown, log))
+                say(
                     f"trial {trial}/{options.trials} pass {number}/{options.passes} side {side} "
-                    f"done ({time.monotonic() - started:.0f} s)",
-                    file=sys.stderr,
+                    f"done ({time.monotonic() - started:.0f} s)"
                 )
-        sides = {side: merged(paths) for side, paths in files.items()}
+        sides = {side: merged(p) for side, p in paths.items()}
         threshold = options.threshold / 100
         aa = compare.compare(sides["a"], sides["b"], threshold)
         detections = [compare.compare(sides[s], sides["c"], threshold) for s in ("a", "b")]
@@ -104,14 +110,13 @@ def main() -> None:
                 "injected_ratios": [c.ratio for d in detections for c in d.changes],
             }
         )
-        print(summary_line(trials[-1]), file=sys.stderr)
+        say(summary_line(trials[-1]))
 
     report = summarize(trials, options)
-    path = options.out / "calibration.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for key, value in report["summary"].items():
-        print(f"{key}: {value}")
-    print(f"wrote {path}")
+    path = files.write_atomic(
+        options.out / "calibration.json", json.dumps(report, indent=2) + "\n", overwrite=True
+    )
+    return report, path
 
 
 def summary_line(trial: dict[str, Any]) -> str:
@@ -121,13 +126,13 @@ def summary_line(trial: dict[str, Any]) -> str:
     )
 
 
-def summarize(trials: list[dict[str, Any]], options: argparse.Namespace) -> dict[str, Any]:
+def summarize(trials: Sequence[dict[str, Any]], options: Options) -> dict[str, Any]:
     compared_aa = sum(t["benchmarks"] for t in trials)
     alarms = sum(len(t["false_alarms"]) for t in trials)
     caught = sum(t["caught"] for t in trials)
     compared = sum(t["compared"] for t in trials)
     detectable = [d for t in trials for d in t["detectable"] if d == d]
-    run_args = " ".join(options.run_args) or "engines -b sqlite"
+    run_args = " ".join(options.run_args or DEFAULT_RUN_ARGS)
     injected = [r for t in trials for r in t["injected_ratios"]]
     return {
         "summary": {
@@ -148,7 +153,3 @@ def summarize(trials: list[dict[str, Any]], options: argparse.Namespace) -> dict
         },
         "trials": trials,
     }
-
-
-if __name__ == "__main__":
-    main()
