@@ -62,10 +62,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest tests -m slow -v $(ARGS)
 
+## ruff and mypy --strict over every Python directory (benchmarks/ apart: its conftest.py and
+## tests/conftest.py are both a module named conftest to mypy).
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts examples
+	$(BIN)/ruff format --check src tests benchmarks scripts examples
 	$(BIN)/mypy
+	$(BIN)/mypy benchmarks
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .benchmarks

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from sqlabench.backends import POSTGRES_URL_ENV, postgres_target
+from sqlabench.backends import POSTGRES_URL_ENV, PostgresTarget, postgres_target
 from sqlabench.latency import injected_latency
 
 LOADER = """
@@ -54,6 +54,8 @@ def main() -> None:
     with postgres_target(args.postgres) as server, injected_latency(server, args.rtt_ms) as path:
         assert path is not None and path.proxy._process is not None
         pid = path.proxy._process.pid
+        assert isinstance(path.target, PostgresTarget)  # the proxy stands before PostgreSQL
+        dsn = path.target.dsn()
         realtime = os.sched_getscheduler(pid) == os.SCHED_FIFO
         print(
             f"{args.rtt_ms:g} ms asked; proxy at {'real-time' if realtime else 'normal'} "
@@ -63,14 +65,12 @@ def main() -> None:
         for connections in (int(n) for n in args.connections.split(",")):
             loader = None
             if connections > 1:
-                loader = subprocess.Popen(
-                    [sys.executable, "-c", LOADER, path.target.dsn(), str(connections - 1)]
-                )
+                loader = subprocess.Popen([sys.executable, "-c", LOADER, dsn, str(connections - 1)])
                 time.sleep(3)
             path.proxy.seen()
             cpu, started = cpu_seconds(pid), time.monotonic()
             times = []
-            with psycopg.connect(path.target.dsn(), autocommit=True) as conn:
+            with psycopg.connect(dsn, autocommit=True) as conn:
                 for _ in range(PROBES):
                     begun = time.perf_counter()
                     conn.execute("SELECT 1").fetchone()

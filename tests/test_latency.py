@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import run_cli
-from sqlabench.backends import PostgresTarget, parse_postgres_url
+from sqlabench.backends import PostgresTarget, Target, parse_postgres_url
 from sqlabench.errors import SqlabenchError
 from sqlabench.latency import (
     TOLERANCE,
@@ -28,6 +28,12 @@ from sqlabench.latency import (
     injected_latency,
     upstream_of,
 )
+
+
+def postgres(target: Target) -> PostgresTarget:
+    """The latency proxy only stands in front of PostgreSQL."""
+    assert isinstance(target, PostgresTarget)
+    return target
 
 
 def test_rtt_must_be_a_sane_number() -> None:
@@ -59,9 +65,11 @@ def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> No
     with injected_latency(target, 2.0) as path:
         assert path is not None
         assert abs(path.measured.added_ms - 2.0) <= TOLERANCE * 2.0
-        assert path.target.url.host == "127.0.0.1" and path.target.url.port
+        assert postgres(path.target).url.host == "127.0.0.1" and postgres(path.target).url.port
         # not prepared: psycopg's fifth execution would add a Parse round trip
-        with psycopg.connect(path.target.dsn(), autocommit=True, prepare_threshold=None) as conn:
+        with psycopg.connect(
+            postgres(path.target).dsn(), autocommit=True, prepare_threshold=None
+        ) as conn:
             conn.execute("SELECT 1")
             path.proxy.seen()
             times = timed_select_1(conn, 50)
@@ -101,13 +109,13 @@ def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:
             # without the right to a real-time priority the proxy waits for a core like any
             # process; the per-benchmark check is what guards such runs (README, Latency)
             pytest.skip("the proxy could not take a real-time priority here (needs root)")
-        loader = subprocess.Popen([sys.executable, "-c", loader_code, path.target.dsn()])
+        loader = subprocess.Popen([sys.executable, "-c", loader_code, postgres(path.target).dsn()])
         try:
             time.sleep(3)
             assert loader.poll() is None, "the load did not start"
             path.proxy.seen()
             cpu, wall = cpu_seconds(path.proxy._process.pid), time.monotonic()
-            with psycopg.connect(path.target.dsn(), autocommit=True) as conn:
+            with psycopg.connect(postgres(path.target).dsn(), autocommit=True) as conn:
                 times = timed_select_1(conn, 400)
             seen = path.proxy.seen()
             used = (cpu_seconds(path.proxy._process.pid) - cpu) / (time.monotonic() - wall)
@@ -132,7 +140,7 @@ def test_a_new_connection_pays_the_tcp_handshake(postgres_url: str) -> None:
     rtt = 20.0
     with injected_latency(target, rtt) as path:
         assert path is not None
-        dsn = path.target.dsn()
+        dsn = postgres(path.target).dsn()
         took = []
         path.proxy.seen()
         for _ in range(5):
@@ -157,9 +165,9 @@ def test_an_idle_proxy_uses_no_cpu_after_connections_end_in_every_way(
     proxy = LatencyProxy(target, 0.5)
     proxied = proxy.start()
     try:
-        address = ("127.0.0.1", proxied.url.port)
+        address = ("127.0.0.1", postgres(proxied).url.port)
         for _ in range(3):
-            with psycopg.connect(proxied.dsn(), autocommit=True) as conn:
+            with psycopg.connect(postgres(proxied).dsn(), autocommit=True) as conn:
                 conn.execute("SELECT 1")
             silent = socket.create_connection(address)
             silent.close()
@@ -179,7 +187,7 @@ def test_an_idle_proxy_uses_no_cpu_after_connections_end_in_every_way(
         time.sleep(1.0)
         assert cpu_seconds(pid) - before < 0.05
         # and it still serves
-        with psycopg.connect(proxied.dsn(), autocommit=True) as conn:
+        with psycopg.connect(postgres(proxied).dsn(), autocommit=True) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         proxy.stop()
@@ -211,7 +219,7 @@ def test_a_large_stream_comes_through_whole_and_in_order_both_ways() -> None:
     sent = b"".join(b"%09d\n" % i for i in range(2_000_000))  # 20 MB of numbered lines
     received = bytearray()
     try:
-        with socket.create_connection(("127.0.0.1", proxied.url.port)) as client:
+        with socket.create_connection(("127.0.0.1", postgres(proxied).url.port)) as client:
 
             def write() -> None:
                 client.sendall(sent)
