@@ -4,12 +4,13 @@ arguments that re-run exactly the flagged benchmarks."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from sqlabench import gate
 from sqlabench.cli import cli
 from test_results import make_result
@@ -78,6 +79,25 @@ def test_the_confirmation_reruns_the_flagged_ids_with_only(tmp_path: Path) -> No
     assert len(said) == 1 and "no --only" in said[0]
 
 
+def test_a_users_question_file_is_rerun_by_its_path(tmp_path: Path) -> None:
+    """The confirmation names the file the first passes ran, absolute, not the bare name
+    (which neither side's `sqlabench run` would know)."""
+    data = make_result(questions=["pagination"])
+    data["benchmarks"][0]["extra_info"]["question"] = "pagination"
+    flagged = data["benchmarks"][0]["name"]
+    merged = tmp_path / "head.json"
+    merged.write_text(json.dumps(data))
+    example = ROOT / "examples" / "pagination.py"
+    opts = gate.Options(
+        base="main", profile="smoke", questions=[os.path.relpath(example)], out=tmp_path / "pr"
+    )
+    gate.check(opts)
+    assert opts.questions == [str(example)]  # absolute: both sides run in other directories
+    side = gate.Side(["new"], tmp_path)
+    args = gate.confirmation_args([flagged], merged, opts, {"base": side, "head": side}, print)
+    assert args["head"][0] == str(example) and args["head"][-2:] == ["--only", flagged]
+
+
 def test_options_before_and_after_the_double_dash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +136,10 @@ def test_options_before_and_after_the_double_dash(
         (["--base", "main", "--passes", "0"], "--passes must be from 1 to 20"),
         (["--base", "main", "--", "--out", "x"], "--out after -- is set by sqlabench gate"),
         (["--base", "main", "--", "-pquick"], "-pquick after -- is set by sqlabench gate"),
+        (
+            ["--base", "main", "--", "--postgres", "postgresql://u:hunter2@db/x"],
+            "--postgres after -- would write its URL into the gate's report",
+        ),
         (["--base", "main", "--profile", "huge"], "unknown profile 'huge'"),
         (["--base", "no-such-ref-4f2a"], "unknown git ref 'no-such-ref-4f2a'"),
     ],
@@ -123,6 +147,7 @@ def test_options_before_and_after_the_double_dash(
 def test_bad_input_is_one_line_and_exit_2_before_any_work(
     argv: list[str], message: str, tmp_path: Path
 ) -> None:
+    """Nothing is written, and no password given on the command line is repeated."""
     out = tmp_path / "pr"
     if "--" in argv:
         at = argv.index("--")
@@ -133,4 +158,5 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(
     assert done.returncode == 2, (done.stdout, done.stderr)
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("sqlabench: error: ") and message in line
+    assert "hunter2" not in done.stdout + done.stderr
     assert not out.exists()

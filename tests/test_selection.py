@@ -71,3 +71,22 @@ def test_only_runs_exactly_the_ids_and_an_unknown_id_is_one_line(tmp_path: Path)
     assert line.startswith("sqlabench: error: --only 'test_engines[psycopg-raw-pk_lookup]': no")
     assert "engines on sqlite" in line
     assert not out.exists()
+
+
+def test_only_values_for_uncounted_benchmarks_leave_the_counting_pass_its_own(
+    tmp_path: Path,
+) -> None:
+    """`--only nullpool` selects pools benchmarks alone, which are never counted: the counting
+    process must still count the engines benchmark the other value selected."""
+    done = run_cli(
+        "run", "engines", "pools", "--profile", "smoke", "-b", "psycopg", "--out", str(tmp_path),
+        "--only", "test_engines[psycopg-raw-pk_lookup]", "--only", "nullpool", "--instructions",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [path] = tmp_path.glob("*.json")
+    data = json.loads(path.read_text())
+    by_name = {b["name"]: b for b in data["benchmarks"]}
+    assert any("nullpool" in name for name in by_name)
+    assert data["sqlabench"]["counting"]["error"] is None
+    assert data["sqlabench"]["counting"]["benchmarks_counted"] == 1
+    assert by_name["test_engines[psycopg-raw-pk_lookup]"]["extra_info"]["py_calls"] > 0

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlabench import compare, files, questions, results
+from sqlabench.embedded import POSTGRES_URL_ENV
 from sqlabench.errors import SqlabenchError
+from sqlabench.masking import mask_text
 
 SIDES = ("base", "head")
 SET_HERE = ("--out", "--repeat", "--profile", "-p", "--instructions")
@@ -83,6 +85,17 @@ def check(opts: Options) -> None:
             raise SqlabenchError(
                 f"{option} after -- is set by sqlabench gate itself; use its own options"
             )
+        if option == "--postgres":
+            # the arguments are written into compare.md, the job summary and both sides'
+            # command lines: a server (and its password) is given through the environment
+            raise SqlabenchError(
+                f"--postgres after -- would write its URL into the gate's report; set "
+                f"${POSTGRES_URL_ENV} instead (both sides read it, nothing writes it)"
+            )
+    # a user's own question file, named as both sides' runs (in other directories) find it
+    opts.questions = [
+        str(Path(q).resolve()) if questions.looks_like_path(q) else q for q in opts.questions
+    ]
     questions.check_profile(opts.profile)
     results.check_writable_dir(opts.out)
 
@@ -375,6 +388,7 @@ def run_gate(opts: Options, say: Say) -> Outcome:
         f"pass(es) per side, interleaved, `sqlabench run {shlex.join(run_args)}`.{rerun} "
         f"Merged results: `{merged['base'].name}` (base), `{merged['head'].name}` (head).\n"
     )
+    markdown = mask_text(markdown)  # whatever a run option or error carried
     report = files.write_atomic(out / "compare.md", markdown, overwrite=True)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -392,7 +406,12 @@ def confirmation_args(
     `--only` runs those questions whole, and the comparison keeps the flagged ones alone.
     """
     by_name = {b.name: b.question for b in results.load(head_merged).benchmarks}
-    chosen = list(dict.fromkeys(by_name[n] for n in slower if by_name.get(n))) or opts.questions
+    # a question named by its file is re-run by that file, as the first passes ran it
+    files_of = {
+        questions.from_path(q).name: q for q in opts.questions if questions.looks_like_path(q)
+    }
+    flagged = dict.fromkeys(by_name[n] for n in slower if by_name.get(n))
+    chosen = [files_of.get(name, name) for name in flagged] or opts.questions
     common = [*chosen, "--profile", opts.profile, *opts.extra]
     only = [arg for name in slower for arg in ("--only", name)]
     args = {name: [*common, *only] if s.has_only else common for name, s in sides.items()}

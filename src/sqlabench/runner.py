@@ -352,7 +352,19 @@ def _counting_pass(
     ]  # fmt: skip
     if select:
         args += ["-k", select]
-    args += selection.child_args(only)
+    if only:
+        # exactly the counted benchmarks the timed pass ran: a value of --only that selects
+        # only benchmarks never counted (pools) would select nothing in the counting process
+        ran = [
+            str(b["name"])
+            for b in timed.get("benchmarks", [])
+            if (b.get("extra_info") or {}).get("question") not in counting.NOT_COUNTED
+        ]
+        if not ran:
+            error = "--only selected no benchmark that is counted"
+            context.counting = {"tool": tool.description, "benchmarks_counted": 0, "error": error}
+            return {}
+        args += selection.child_args(ran)
     started = time.monotonic()
     try:
         with stopping.stops_raise():
