@@ -38,19 +38,34 @@ def test_unknown_question_and_profile() -> None:
         questions.check_profile("huge")
 
 
-@pytest.mark.parametrize("name", ["engines", "loading", "pools", "bulk_insert"])
-def test_every_built_in_question_has_tables_a_chart_and_an_answer(name: str) -> None:
-    """From the published run (each question's own, where it has one): tables with rows, at
-    least one figure drawn and a sentence that is not the no-data fallback."""
+@pytest.fixture(scope="module")
+def example_result(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example question, run once (smoke, SQLite) for the tests that read its result."""
+    out = tmp_path_factory.mktemp("example")
+    done = run_cli("run", str(EXAMPLE), "--profile", "smoke", "-b", "sqlite", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    [path] = out.glob("*.json")
+    return path
+
+
+@pytest.mark.parametrize("name", [*questions.discover(), "examples/pagination.py"])
+def test_every_registered_question_has_tables_a_chart_and_an_answer(
+    name: str, example_result: Path
+) -> None:
+    """Every question discovery finds (and the example): from a real result (the published
+    run, or the question's own): tables with rows, at least one figure drawn and a sentence
+    that is not a no-data fallback."""
     from matplotlib.figure import Figure
 
     from sqlabench import plot
 
-    question = questions.discover()[name]
+    [question] = questions.resolve([name])
     question.check_declares()
     shown = questions.presentation(question)
     assert shown is not None and shown.title.endswith("?")
-    own = sorted((PUBLISHED / name).glob("*.json")) if (PUBLISHED / name).is_dir() else []
+    own = sorted((PUBLISHED / question.name).glob("*.json"))
+    if question.path == EXAMPLE:
+        own = [example_result]
     result = results.load(own[-1] if own else next(PUBLISHED.glob("*-full.json.gz")))
     tables = shown.tables(result)
     assert tables and all(t.rows for t in tables)
@@ -88,7 +103,8 @@ def test_a_users_question_module_is_listed_run_verified_charted_and_reported(
     assert {(b["extra_info"]["statements"], b["extra_info"]["rows_fetched"]) for b in benches} == {
         (1, 20)
     }
-    assert data["sqlabench"]["question_sources"] == {"pagination": str(EXAMPLE)}
+    # relative to where the run ran (the checkout): no home directory in a published result
+    assert data["sqlabench"]["question_sources"] == {"pagination": "examples/pagination.py"}
     assert "pagination: median per operation" in done.stdout  # its own table, not the generic
 
     assert (report_dir / "pagination-sqlite.png").stat().st_size > 10_000
@@ -136,8 +152,12 @@ def test_a_result_whose_question_module_is_gone_still_has_its_generic_table(
         "run", str(module), "--profile", "smoke", "-b", "sqlite", "-k", "page0", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr
-    module.unlink()
+    module.write_text("this is no longer Python (\n")
     [path] = out.glob("*.json")
+    assert [t.title for t in summary.tables(results.load(path))] == [
+        "pagination: median per operation"
+    ]
+    module.unlink()
     tables = summary.tables(results.load(path))
     assert [t.title for t in tables] == ["pagination: median per operation"]
     reported = run_cli("report", str(path), "--out", str(tmp_path / "report"))
@@ -148,7 +168,7 @@ def test_a_result_whose_question_module_is_gone_still_has_its_generic_table(
 
 
 def test_an_installed_question_is_found_through_its_entry_point(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A package's `sqlabench.questions` entry point: listed, resolved and presented by name."""
     import importlib.metadata
@@ -179,9 +199,43 @@ def test_an_installed_question_is_found_through_its_entry_point(
         "entry_points",
         lambda group: [importlib.metadata.EntryPoint("gone", "mybench.gone", group)],
     )
+    # one broken package leaves its question out, says so once, and breaks no other command
+    assert "gone" not in questions.discover() and "engines" in questions.discover()
     with pytest.raises(SqlabenchError, match=re.escape("names the module 'mybench.gone'")):
-        questions.discover()
+        questions.resolve(["gone"])
     misnamed = importlib.metadata.EntryPoint("paging", "mybench.pagination", "sqlabench.questions")
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [misnamed])
+    assert "paging" not in questions.discover()
+    warned = capsys.readouterr().err.splitlines()
+    assert len([w for w in warned if "'gone'" in w]) == 1  # said once, not per discovery
     with pytest.raises(SqlabenchError, match="declares QUESTION = 'pagination'"):
-        questions.discover()
+        questions.resolve(["paging"])
+
+
+def test_the_scenario_hash_covers_what_is_measured_not_how_it_is_shown(tmp_path: Path) -> None:
+    """Redrawing a chart or rewording a comment leaves two runs like for like; changing the
+    operation (or a constant it reads) does not."""
+    module = tmp_path / "pagination.py"
+    original = EXAMPLE.read_text()
+
+    def digest(text: str) -> str:
+        module.write_text(text)
+        return questions.from_path(module).source_hash()
+
+    base = digest(original)
+    assert (
+        digest(original.replace('TITLE = "Offset or keyset pagination?"', 'TITLE = "Pages?"'))
+        == base
+    )
+    assert (
+        digest(
+            original.replace(
+                "def answer(result: ResultFile) -> str:\n",
+                "def answer(result: ResultFile) -> str:\n    # reworded\n    print()\n",
+            )
+        )
+        == base
+    )
+    assert digest(original.replace("# the previous page's last id", "# the last id")) == base
+    assert digest(original.replace("PAGE_SIZE = 20", "PAGE_SIZE = 21")) != base
+    assert digest(original.replace("Post.id > case.page", "Post.id >= case.page")) != base

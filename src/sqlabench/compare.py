@@ -394,7 +394,7 @@ def like_for_like(baseline: ResultFile, current: ResultFile) -> list[str]:
     if b.harness_hash and c.harness_hash and b.harness_hash != c.harness_hash:
         warnings.append(
             "not like for like: the measuring harness's source (measure, counting, plugin, "
-            "scenario, backends, models) changed between the runs"
+            "scenario, backends, models, latency, the database families) changed between the runs"
         )
     if not c.complete or not b.complete:
         warnings.append("a run is incomplete (interrupted or failed benchmarks)")

@@ -146,7 +146,7 @@ SLOWDOWN_ENV = "SQLABENCH_INJECT_SLOWDOWN"
 def injected_slowdown() -> float:
     """The fraction by which every timed operation is made slower on purpose (0: none).
 
-    Only scripts/calibrate_gate.py sets it, to measure whether compare catches a slowdown of a
+    Only `sqlabench calibrate` sets it, to measure whether compare catches a slowdown of a
     known size; the run records it, so such a result cannot pass for a real one.
     """
     try:

@@ -117,7 +117,8 @@ def environment_lines(result: ResultFile) -> list[str]:
 
 
 def _questions_run(report: Report) -> str:
-    """`all`, and the files of users' own questions (relative to here where they are below)."""
+    """`all`, and the files of users' own questions as their runs named them (relative to the
+    directory a run ran in; an absolute path by its file name alone)."""
     own = {
         name: Path(source)
         for result in report.environment
@@ -125,7 +126,7 @@ def _questions_run(report: Report) -> str:
         if questions.looks_like_path(source)
     }
     shown = sorted(
-        str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else path.name
+        path.name if path.is_absolute() else str(path)
         for name, path in own.items()
         if any(s.question == name for s in report.sections)
     )

@@ -361,8 +361,10 @@ def _counting_pass(
             if (b.get("extra_info") or {}).get("question") not in counting.NOT_COUNTED
         ]
         if not ran:
-            error = "--only selected no benchmark that is counted"
-            context.counting = {"tool": tool.description, "benchmarks_counted": 0, "error": error}
+            none_counted = "--only selected no benchmark that is counted"
+            context.counting = {
+                "tool": tool.description, "benchmarks_counted": 0, "error": none_counted,
+            }  # fmt: skip
             return {}
         args += selection.child_args(ran)
     started = time.monotonic()

@@ -80,12 +80,20 @@ class Question:
             )
 
     def source_hash(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        """A hash of what the module measures: its code less its presentation (TITLE, tables,
+        figures, answer and what only they use) and its comments, so that redrawing a chart
+        does not make two runs "not like for like"."""
+        return hashlib.sha256(measured_source(self.path).encode()).hexdigest()[:16]
 
     @property
     def source(self) -> str:
-        """How a result file names it, for a later `plot` or `report` to find it again."""
-        return self.module or str(self.path.resolve())
+        """How a result file names it, for a later `plot` or `report` to find it again: its
+        module, or its file (relative to the directory the run ran in, when below it, so a
+        published result names no home directory)."""
+        if self.module:
+            return self.module
+        here = Path.cwd().resolve()
+        return str(self.path.relative_to(here) if self.path.is_relative_to(here) else self.path)
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,70 @@ def _literal(tree: ast.Module, name: str) -> object:
     return None
 
 
+KEPT_NAMES = ("QUESTION", "PROFILES", "RANK", "pytest_generate_tests", "case")
+"""Top-level names the harness reads from a question module besides its test_* functions."""
+
+
+def measured_source(path: Path) -> str:
+    """The module's code that runs while measuring: every top-level statement except the
+    presentation, and except definitions (imports included) that only the presentation uses."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    nodes: list[ast.stmt] = [node for node in tree.body if not _defines(node) & set(PRESENTATION)]
+    while True:  # drop what nothing kept uses, until nothing more goes
+        used = {
+            name
+            for node in nodes
+            for child in ast.walk(node)
+            for name in _names_used(child)
+            if not isinstance(node, ast.Import | ast.ImportFrom)
+        }
+        kept: list[ast.stmt] = []
+        for node in nodes:
+            defined = _defines(node)
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                aliases = [a for a in node.names if (a.asname or a.name).split(".")[0] in used]
+                if aliases:
+                    kept.append(_with_aliases(node, aliases))
+            elif (
+                not defined
+                or defined & used
+                or any(n.startswith("test_") or n in KEPT_NAMES for n in defined)
+            ):
+                kept.append(node)
+        if [ast.dump(n) for n in kept] == [ast.dump(n) for n in nodes]:
+            return "\n".join(ast.unparse(node) for node in nodes)
+        nodes = kept
+
+
+def _with_aliases(node: ast.Import | ast.ImportFrom, aliases: list[ast.alias]) -> ast.stmt:
+    if isinstance(node, ast.Import):
+        return ast.Import(names=aliases)
+    return ast.ImportFrom(module=node.module, names=aliases, level=node.level)
+
+
+def _names_used(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
+        return {node.value}  # a name in a string annotation or a cast("Figure", ...)
+    return set()
+
+
+def _defines(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names: set[str] = set()
+        for target in targets:
+            elements = target.elts if isinstance(target, ast.Tuple) else [target]
+            names.update(e.id for e in elements if isinstance(e, ast.Name))
+        return names
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    return set()
+
+
 def read_question(path: Path, module: str | None = None) -> Question:
     """A question module's name, summary and rank, read from its source without importing it."""
     try:
@@ -155,18 +227,7 @@ def read_question(path: Path, module: str | None = None) -> Question:
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                elements = target.elts if isinstance(target, ast.Tuple) else [target]
-                names.update(e.id for e in elements if isinstance(e, ast.Name))
-        elif isinstance(node, ast.ImportFrom | ast.Import):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return names
+    return {name for node in tree.body for name in _defines(node)}
 
 
 def _built_in() -> list[Question]:
@@ -178,26 +239,41 @@ def _built_in() -> list[Question]:
     ]
 
 
+BROKEN: dict[str, str] = {}
+"""Installed questions left out, by entry point name, with why: one broken package must not
+break every command; naming it (`sqlabench run NAME`) says why it cannot run."""
+
+
 def _installed() -> list[Question]:
     found = []
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
-            spec = importlib.util.find_spec(entry.value)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.origin:
-            raise SqlabenchError(
-                f"the installed question {entry.name!r} names the module {entry.value!r}, "
-                "which cannot be found"
-            )
-        question = read_question(Path(spec.origin), module=entry.value)
-        if question.name != entry.name:
-            raise SqlabenchError(
-                f"the installed question {entry.name!r} ({entry.value}) declares QUESTION = "
-                f"{question.name!r}: the entry point's name must be the question's"
-            )
-        found.append(question)
+            found.append(_entry_question(entry))
+        except SqlabenchError as problem:
+            if entry.name not in BROKEN:
+                print(f"sqlabench: warning: {problem}; left out", file=sys.stderr)
+            BROKEN[entry.name] = str(problem)
     return found
+
+
+def _entry_question(entry: importlib.metadata.EntryPoint) -> Question:
+    try:
+        spec = importlib.util.find_spec(entry.value)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        raise SqlabenchError(
+            f"the installed question {entry.name!r} names the module {entry.value!r}, "
+            "which cannot be found"
+        )
+    question = read_question(Path(spec.origin), module=entry.value)
+    if question.name != entry.name:
+        raise SqlabenchError(
+            f"the installed question {entry.name!r} ({entry.value}) declares QUESTION = "
+            f"{question.name!r}: the entry point's name must be the question's"
+        )
+    question.check_declares()
+    return question
 
 
 def from_path(raw: str | Path) -> Question:
@@ -240,6 +316,8 @@ def resolve(names: list[str] | tuple[str, ...]) -> list[Question]:
         if name == "all":
             continue
         question = known[from_path(name).name] if looks_like_path(name) else known.get(name)
+        if question is None and name in BROKEN:
+            raise SqlabenchError(BROKEN[name])
         if question is None:
             raise SqlabenchError(
                 f"unknown question {name!r} (choose from: all, {', '.join(known)}, or the path "
@@ -272,6 +350,8 @@ def load(question: Question) -> ModuleType:
         raise SqlabenchError(f"cannot import the question module {question.path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    # its own directory importable, as pytest makes it when it runs the module
+    sys.path.insert(0, str(question.path.parent))
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
@@ -279,6 +359,8 @@ def load(question: Question) -> ModuleType:
         raise SqlabenchError(
             f"the question module {question.path} failed to import: {type(exc).__name__}: {exc}"
         ) from None
+    finally:
+        sys.path.remove(str(question.path.parent))
     return module
 
 
@@ -304,19 +386,21 @@ def presentation(question: Question) -> Presentation | None:
 
 def recorded(names: Sequence[str], sources: dict[str, str]) -> list[Question]:
     """The questions of result files, in listing order: each found by name among the known
-    ones, else where the run recorded its module (a file a user ran by path). A question
-    found nowhere is left out (its benchmarks are still in every generic view)."""
-    extra = [
-        source
-        for name, source in sources.items()
-        if name in names and looks_like_path(source) and Path(source).is_file()
-    ]
-    known = discover([p for p in extra if Path(p).resolve() not in _paths_of_known()])
-    return [q for q in known.values() if q.name in names]
-
-
-def _paths_of_known() -> set[Path]:
-    return {q.path for q in [*_built_in(), *_installed()]}
+    ones, else where the run recorded its module (a file a user ran by path, relative to the
+    directory the run ran in). A question found nowhere, or whose file no longer reads as a
+    question module, is left out: its benchmarks still show in every generic view."""
+    known = {q.name: q for q in [*_built_in(), *_installed()]}
+    found = [known[name] for name in names if name in known]
+    for name, source in sources.items():
+        if name not in names or name in known or not looks_like_path(source):
+            continue
+        try:
+            question = from_path(source)
+        except SqlabenchError:
+            continue
+        if question.name == name:
+            found.append(question)
+    return sorted(found, key=lambda q: (q.rank, q.name))
 
 
 def in_results(
