@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Executable, select
 
 from sqlabench.api import (
     Backend,
+    BenchmarkInfo,
     DataSize,
     Post,
     ResultFile,
@@ -40,6 +41,18 @@ if TYPE_CHECKING:
 
 QUESTION = "pagination"
 PAGE_SIZE = 20
+
+
+class PaginationInfo(BenchmarkInfo, total=False):
+    """What a pagination benchmark records in `extra_info` (its typed record)."""
+
+    strategy: str
+    page: int
+    statements: float
+    rows_fetched: float
+
+
+INFO = PaginationInfo
 STRATEGIES = ("offset", "keyset")
 PROFILES: dict[str, tuple[DataSize, tuple[int, ...]]] = {
     # (the seeded data, the pages read: 0 is the first)
@@ -96,8 +109,10 @@ def test_pagination(benchmark: Any, sqlabench_run: RunContext, case: Case) -> No
     target = sqlabench_run.seeded(case.backend, f"{QUESTION}:{size}", lambda t: seed(t, size))
     benchmark.group = f"{QUESTION}-{case.backend.name}-page{case.page}"
     benchmark.extra_info.update(
-        question=QUESTION, backend=case.backend.name, mode=case.backend.mode,
-        strategy=case.strategy, page=case.page, verified=False,
+        PaginationInfo(
+            question=QUESTION, backend=case.backend.name, mode=case.backend.mode,
+            strategy=case.strategy, page=case.page, verified=False,
+        )
     )  # fmt: skip
     query = page_query(case)
     counter = StatementCounter(count_rows=True)
@@ -119,7 +134,11 @@ def test_pagination(benchmark: Any, sqlabench_run: RunContext, case: Case) -> No
         )
     # what was counted, not what was expected: the checks above already held them equal
     benchmark.extra_info.update(
-        statements=outcome.statements_per_call, rows_fetched=outcome.rows_per_call, verified=True
+        PaginationInfo(
+            statements=outcome.statements_per_call,
+            rows_fetched=outcome.rows_per_call,
+            verified=True,
+        )
     )
 
 

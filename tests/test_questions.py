@@ -239,3 +239,32 @@ def test_the_scenario_hash_covers_what_is_measured_not_how_it_is_shown(tmp_path:
     assert digest(original.replace("# the previous page's last id", "# the last id")) == base
     assert digest(original.replace("PAGE_SIZE = 20", "PAGE_SIZE = 21")) != base
     assert digest(original.replace("Post.id > case.page", "Post.id >= case.page")) != base
+
+
+@pytest.mark.parametrize("name", [*questions.discover(), "examples/pagination.py"])
+def test_every_key_a_question_records_is_in_its_typed_record(
+    name: str, example_result: Path
+) -> None:
+    """A question's `INFO` declares every `extra_info` key its benchmarks wrote in a real result
+    (the harness's own apart), and every key the result schema requires of it."""
+    from typing import get_type_hints
+
+    from sqlabench.results import BenchmarkInfo, HarnessInfo
+
+    [question] = questions.resolve([name])
+    record = questions.load(question).INFO
+    declared = set(get_type_hints(record))
+    assert set(get_type_hints(BenchmarkInfo)) <= declared
+    own = sorted((PUBLISHED / question.name).glob("*.json"))
+    if question.path == EXAMPLE:
+        own = [example_result]
+    result = results.load(own[-1] if own else next(PUBLISHED.glob("*-full.json.gz")))
+    written = {
+        key for b in result.benchmarks if b.question == question.name for key in b.extra_info
+    }
+    assert written, f"no {question.name} benchmark in the result read"
+    assert written - set(get_type_hints(HarnessInfo)) <= declared, written - declared
+    schema = json.loads((ROOT / "docs" / "result.schema.json").read_text())
+    for rule in schema["$defs"]["extraInfo"]["allOf"]:
+        if rule["if"]["properties"]["question"]["const"] == question.name:
+            assert set(rule["then"]["required"]) <= declared

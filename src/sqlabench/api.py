@@ -6,18 +6,26 @@ A question module is a pytest module. It declares:
 QUESTION = "pagination"            # its name; every benchmark records it in extra_info
 PROFILES = {"smoke": ..., "quick": ..., "full": ...}   # its sizes per profile
 
+class PaginationInfo(BenchmarkInfo, total=False):       # its typed extra_info record
+    strategy: str
+    page: int
+    statements: float
+INFO = PaginationInfo
+
 def cases(backends: list[Backend], profile: str) -> list[MyCase]: ...   # each with an `id`
 pytest_generate_tests, case = case_parameters(cases)
 
 def test_pagination(benchmark, sqlabench_run: RunContext, case: MyCase) -> None:
     target = sqlabench_run.seeded(case.backend, "shared:1000x10", lambda t: seed(t, size))
-    benchmark.extra_info.update(question=QUESTION, backend=case.backend.name, verified=False)
+    benchmark.extra_info.update(PaginationInfo(question=QUESTION, backend=case.backend.name,
+                                               mode=case.backend.mode, verified=False))
     counter = StatementCounter(count_rows=True)
     with contextlib.ExitStack() as stack:
         conn = held_connection(sync_engine(case.backend, target, counter, stack), stack)
         outcome = measure(benchmark, lambda: read_page(conn), counter)
     check(outcome.results[-1] == expected, "the page read is not the expected one")
-    benchmark.extra_info.update(statements=outcome.statements_per_call, verified=True)
+    benchmark.extra_info.update(PaginationInfo(statements=outcome.statements_per_call,
+                                               verified=True))
 
 TITLE = "Offset or keyset pagination?"           # the heading in the report
 def tables(result: ResultFile) -> list[Table]: ...  # read from a result file only
@@ -51,7 +59,7 @@ from sqlabench.measure import (
 )
 from sqlabench.models import Address, Base, Comment, DataSize, Post, User
 from sqlabench.plugin import RunContext
-from sqlabench.results import BenchmarkResult, ResultFile
+from sqlabench.results import BenchmarkInfo, BenchmarkResult, ResultFile
 from sqlabench.scenario import (
     async_engine,
     async_held_connection,
@@ -65,8 +73,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "Address", "Backend", "Base", "BenchmarkResult", "Comment", "DataSize", "Outcome", "Post",
-    "ResultFile", "Rounds", "RunContext", "StatementCounter", "Table", "Target", "User",
+    "Address", "Backend", "Base", "BenchmarkInfo", "BenchmarkResult", "Comment", "DataSize",
+    "Outcome", "Post", "ResultFile", "Rounds", "RunContext", "StatementCounter", "Table",
+    "Target", "User",
     "VerificationError", "async_engine", "async_held_connection", "case_parameters", "check",
     "held_connection", "measure", "measure_async", "noise", "seed", "sync_engine",
     "variants_answer", "variants_figure", "variants_table",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlabench import files
 from sqlabench.errors import SqlabenchError
@@ -37,6 +37,28 @@ class BackendInfo:
     url: str
     """Where the database was, with any password masked."""
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+class BenchmarkInfo(TypedDict, total=False):
+    """What every benchmark records in `extra_info`; a question's own record extends it."""
+
+    question: str
+    backend: str
+    mode: str
+    verified: bool
+    """Set last, after every check passed: a benchmark that did less never has it True."""
+
+
+class HarnessInfo(TypedDict, total=False):
+    """What the harness adds to a benchmark's `extra_info`, whatever its question."""
+
+    passes: int
+    pass_rounds: list[int]
+    pass_medians: list[float]
+    instructions: float
+    py_calls: float
+    rtt_seen_ms: dict[str, float]
+    proxy_cpu: float
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ declares, at its top level:
 - a docstring whose first line is the question, and `QUESTION` (its name, as its benchmarks
   record it in `extra_info["question"]`);
 - `PROFILES` (its sizes per profile), its cases and one or more `test_*` benchmarks that measure
-  an operation, verify the work and record their counts (see `sqlabench.api`);
+  an operation, verify the work and record their counts (see `sqlabench.api`), through `INFO`,
+  the typed record (a TypedDict) of what they write into `extra_info`;
 - `TITLE`, the question as a heading, and three readers of a result file: `tables(result)`,
   `figures(result)` (chart stems with their figures) and `answer(result)` (one sentence). The
   tables, charts and report are loops over these, so a question is one module.

@@ -72,7 +72,7 @@ from sqlabench.plot import (
     si,
 )  # fmt: skip
 from sqlabench.plugin import RunContext
-from sqlabench.results import BenchmarkResult, ResultFile
+from sqlabench.results import BenchmarkInfo, BenchmarkResult, ResultFile
 from sqlabench.scenario import async_engine, case_parameters, sync_engine
 from sqlabench.summary import (
     format_time,
@@ -85,6 +85,23 @@ if TYPE_CHECKING:
 
 QUESTION = "bulk_insert"
 RANK = 4
+
+
+class BulkInsertInfo(BenchmarkInfo, total=False):
+    """What a bulk_insert benchmark records in `extra_info` (its typed record)."""
+
+    strategy: str
+    rows: int
+    page_size: int
+    ceiling: bool
+    statements: float
+    rows_per_s: float
+    ratio_to_ceiling: float | None
+    peak_rss_mb: float | None
+    contents_checksum: str
+
+
+INFO = BulkInsertInfo
 STRATEGIES = (
     "copy",  # the PostgreSQL ceiling runs first, so every other strategy can be set against it
     "raw_executemany",
@@ -653,14 +670,16 @@ def test_bulk_insert(benchmark: Any, sqlabench_run: RunContext, case: Case) -> N
     )
     benchmark.group = f"{QUESTION}-{case.backend.name}-{case.rows}"
     benchmark.extra_info.update(
-        question=QUESTION,
-        backend=case.backend.name,
-        mode=case.backend.mode,
-        strategy=case.strategy,
-        rows=case.rows,
-        page_size=case.page_size,
-        ceiling=case.is_ceiling,
-        verified=False,
+        BulkInsertInfo(
+            question=QUESTION,
+            backend=case.backend.name,
+            mode=case.backend.mode,
+            strategy=case.strategy,
+            rows=case.rows,
+            page_size=case.page_size,
+            ceiling=case.is_ceiling,
+            verified=False,
+        )
     )
     source = bulk_rows(case.rows)
     setup_engine_, setup = empty_table(target)
@@ -691,7 +710,9 @@ def test_bulk_insert(benchmark: Any, sqlabench_run: RunContext, case: Case) -> N
             "insert..returning gave back the wrong objects",
         )
     if counting_dir() is not None:  # the counting pass times nothing: counts only
-        benchmark.extra_info.update(statements=outcome.statements_per_call, verified=True)
+        benchmark.extra_info.update(
+            BulkInsertInfo(statements=outcome.statements_per_call, verified=True)
+        )
         return
     median = benchmark.stats.stats.median
     rows_per_s = case.rows / median
@@ -699,12 +720,14 @@ def test_bulk_insert(benchmark: Any, sqlabench_run: RunContext, case: Case) -> N
         CEILINGS[(case.backend.name, case.rows)] = rows_per_s
     ceiling = CEILINGS.get((case.backend.name, case.rows))
     benchmark.extra_info.update(
-        statements=outcome.statements_per_call,
-        rows_per_s=round(rows_per_s, 1),
-        ratio_to_ceiling=round(rows_per_s / ceiling, 6) if ceiling else None,
-        peak_rss_mb=peak,
-        contents_checksum=checksum,
-        verified=True,
+        BulkInsertInfo(
+            statements=outcome.statements_per_call,
+            rows_per_s=round(rows_per_s, 1),
+            ratio_to_ceiling=round(rows_per_s / ceiling, 6) if ceiling else None,
+            peak_rss_mb=peak,
+            contents_checksum=checksum,
+            verified=True,
+        )
     )
 
 

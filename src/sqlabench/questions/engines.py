@@ -62,7 +62,7 @@ from sqlabench.plot import (
     scale_and_unit,
 )  # fmt: skip
 from sqlabench.plugin import RunContext
-from sqlabench.results import BenchmarkResult, ResultFile
+from sqlabench.results import BenchmarkInfo, BenchmarkResult, ResultFile
 from sqlabench.scenario import (
     async_engine,
     async_held_connection,
@@ -84,6 +84,20 @@ if TYPE_CHECKING:
 
 QUESTION = "engines"
 RANK = 1
+
+
+class EnginesInfo(BenchmarkInfo, total=False):
+    """What an engines benchmark records in `extra_info` (its typed record)."""
+
+    workload: str
+    layer: str
+    page: int | None
+    expire_on_commit: bool | None
+    statements: int
+    rows: int
+
+
+INFO = EnginesInfo
 
 
 @dataclass(frozen=True)
@@ -469,7 +483,7 @@ class Plan:
 
         return request
 
-    def verify(self, outcome: Outcome[Any], target: Target) -> dict[str, Any]:
+    def verify(self, outcome: Outcome[Any], target: Target) -> EnginesInfo:
         """Check the kept results (and, for writes, the database); return what one op did."""
         case, size = self.case, self.size
         check(bool(outcome.results), "no results were kept to verify")
@@ -506,7 +520,7 @@ class Plan:
                 )
             self.verify_committed(target)
             rows = 1
-        return {"statements": statements, "rows": rows}
+        return EnginesInfo(statements=statements, rows=rows)
 
     def verify_committed(self, target: Target) -> None:
         engine = setup_engine(target)
@@ -554,7 +568,7 @@ async def make_async_layer(
     return (AsyncOrm if case.layer == "orm" else AsyncCore)(engine, conn)
 
 
-def run_sync(benchmark: Any, case: Case, plan: Plan, target: Target) -> dict[str, Any]:
+def run_sync(benchmark: Any, case: Case, plan: Plan, target: Target) -> EnginesInfo:
     counter = StatementCounter()
     with contextlib.ExitStack() as stack:
         layer = make_sync_layer(case, target, counter, stack)
@@ -562,7 +576,7 @@ def run_sync(benchmark: Any, case: Case, plan: Plan, target: Target) -> dict[str
     return plan.verify(outcome, target)
 
 
-async def run_async(benchmark: Any, case: Case, plan: Plan, target: Target) -> dict[str, Any]:
+async def run_async(benchmark: Any, case: Case, plan: Plan, target: Target) -> EnginesInfo:
     counter = StatementCounter()
     async with contextlib.AsyncExitStack() as stack:
         layer = await make_async_layer(case, target, counter, stack)
@@ -580,14 +594,16 @@ def test_engines(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     target = sqlabench_run.seeded(case.backend, f"{QUESTION}:{size}", seed_engines(size))
     benchmark.group = f"{QUESTION}-{case.workload}"
     benchmark.extra_info.update(
-        question=QUESTION,
-        workload=case.workload,
-        backend=case.backend.name,
-        layer=case.layer,
-        mode=case.backend.mode,
-        page=case.page,
-        expire_on_commit=case.expire_on_commit,
-        verified=False,
+        EnginesInfo(
+            question=QUESTION,
+            workload=case.workload,
+            backend=case.backend.name,
+            layer=case.layer,
+            mode=case.backend.mode,
+            page=case.page,
+            expire_on_commit=case.expire_on_commit,
+            verified=False,
+        )
     )
     plan = Plan(case, size)
     if case.backend.is_async:
@@ -595,7 +611,8 @@ def test_engines(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
         done = asyncio.run(run_async(benchmark, case, plan, target))
     else:
         done = run_sync(benchmark, case, plan, target)
-    benchmark.extra_info.update(done, verified=True)
+    done["verified"] = True
+    benchmark.extra_info.update(done)
 
 
 # --- tables, chart and answer: read from a result file, never while measuring ---------------

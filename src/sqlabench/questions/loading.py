@@ -56,7 +56,7 @@ from sqlabench.plot import (
     scale_and_unit,
 )  # fmt: skip
 from sqlabench.plugin import RunContext
-from sqlabench.results import BenchmarkResult, ResultFile
+from sqlabench.results import BenchmarkInfo, BenchmarkResult, ResultFile
 from sqlabench.scenario import (
     async_engine,
     async_held_connection,
@@ -77,6 +77,22 @@ if TYPE_CHECKING:
 
 QUESTION = "loading"
 RANK = 2
+
+
+class LoadingInfo(BenchmarkInfo, total=False):
+    """What a loading benchmark records in `extra_info` (its typed record)."""
+
+    strategy: str
+    shape: str
+    parents: int
+    fanout: int
+    statements: float
+    rows_fetched: float
+    selectin_chunk_size: int
+    graph_checksum: str
+
+
+INFO = LoadingInfo
 SHAPES = ("one_to_many", "many_to_one", "nested", "two_collections")
 STRATEGIES = (
     "lazy", "selectinload", "joinedload", "subqueryload", "immediateload", "contains_eager",
@@ -391,14 +407,16 @@ def test_loading(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     target = sqlabench_run.seeded(case.backend, f"{QUESTION}:{size}", lambda t: seed(t, size))
     benchmark.group = f"{QUESTION}-{case.shape}-P{case.size.parents}-F{case.size.fanout}"
     benchmark.extra_info.update(
-        question=QUESTION,
-        backend=case.backend.name,
-        mode=case.backend.mode,
-        strategy=case.strategy,
-        shape=case.shape,
-        parents=case.size.parents,
-        fanout=case.size.fanout,
-        verified=False,
+        LoadingInfo(
+            question=QUESTION,
+            backend=case.backend.name,
+            mode=case.backend.mode,
+            strategy=case.strategy,
+            shape=case.shape,
+            parents=case.size.parents,
+            fanout=case.size.fanout,
+            verified=False,
+        )
     )
     if case.backend.is_async:
         outcome, _ = asyncio.run(run_async(benchmark, case, target))
@@ -408,9 +426,11 @@ def test_loading(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     chunk = selectin_chunk_size()
     expected = expected_graph(case.shape, size)
     benchmark.extra_info.update(
-        statements=outcome.statements_per_call,
-        rows_fetched=outcome.rows_per_call,
-        selectin_chunk_size=chunk,
+        LoadingInfo(
+            statements=outcome.statements_per_call,
+            rows_fetched=outcome.rows_per_call,
+            selectin_chunk_size=chunk,
+        )
     )
     check(
         outcome.statements_per_call == case.statements(chunk),
@@ -426,10 +446,12 @@ def test_loading(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     for loaded in loaded_graphs:
         check(loaded == expected, "the loaded object graph differs from the seeded data")
     benchmark.extra_info.update(
-        statements=case.statements(chunk),
-        rows_fetched=case.rows_fetched(),
-        graph_checksum=checksum(loaded_graphs[-1]),  # of what the timed load returned
-        verified=True,
+        LoadingInfo(
+            statements=case.statements(chunk),
+            rows_fetched=case.rows_fetched(),
+            graph_checksum=checksum(loaded_graphs[-1]),  # of what the timed load returned
+            verified=True,
+        )
     )
 
 

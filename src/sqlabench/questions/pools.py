@@ -56,7 +56,7 @@ from sqlabench.plot import (
     pyplot,
 )  # fmt: skip
 from sqlabench.plugin import RunContext
-from sqlabench.results import BenchmarkResult, ResultFile
+from sqlabench.results import BenchmarkInfo, BenchmarkResult, ResultFile
 from sqlabench.scenario import async_engine, case_parameters, sync_engine
 
 if TYPE_CHECKING:
@@ -64,6 +64,33 @@ if TYPE_CHECKING:
 
 QUESTION = "pools"
 RANK = 3
+
+
+class PoolsInfo(BenchmarkInfo, total=False):
+    """What a pools benchmark records in `extra_info` (its typed record)."""
+
+    pool_class: str
+    pool_size: int | None
+    max_overflow: int
+    pool_timeout: float
+    concurrency: int
+    requests: int
+    rtt_ms: float
+    throughput_rps: float
+    throughput_rps_rounds: list[float]
+    client_cpu: float
+    server_cpu: float | None
+    latency_ms: dict[str, float]
+    pool_wait_ms: dict[str, float]
+    connect_ms: dict[str, float]
+    timeouts: int
+    completed: int
+    connections: int
+    timeout_wait_ms: dict[str, float]
+    statements: int
+
+
+INFO = PoolsInfo
 APPLICATION_NAME = "sqlabench-pools"
 IDS_PER_CLIENT = 5
 STATEMENTS_PER_REQUEST = 2  # SELECT the user, UPDATE its name
@@ -471,17 +498,19 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
             pytest.skip(reason)
         benchmark.group = f"{QUESTION}-{case.backend.name}-c{point.concurrency}"
         benchmark.extra_info.update(
-            question=QUESTION,
-            backend=case.backend.name,
-            mode=case.backend.mode,
-            pool_class="NullPool" if point.pool_size is None else "QueuePool",
-            pool_size=point.pool_size,
-            max_overflow=point.max_overflow,
-            pool_timeout=point.pool_timeout,
-            concurrency=point.concurrency,
-            requests=point.concurrency * settings.requests_per_client,
-            rtt_ms=case.rtt_ms or sqlabench_run.rtt_ms,
-            verified=False,
+            PoolsInfo(
+                question=QUESTION,
+                backend=case.backend.name,
+                mode=case.backend.mode,
+                pool_class="NullPool" if point.pool_size is None else "QueuePool",
+                pool_size=point.pool_size,
+                max_overflow=point.max_overflow,
+                pool_timeout=point.pool_timeout,
+                concurrency=point.concurrency,
+                requests=point.concurrency * settings.requests_per_client,
+                rtt_ms=case.rtt_ms or sqlabench_run.rtt_ms,
+                verified=False,
+            )
         )
         server = ServerCpu(admin)
         rounds = Rounds(settings.rounds, setup=server.sample, warmup_rounds=1)
@@ -505,28 +534,30 @@ def test_pools(benchmark: Any, sqlabench_run: RunContext, case: Case) -> None:
     wait_ms = percentiles_ms(waits)
     setups = [x for load in loads for x in load.setups]
     benchmark.extra_info.update(
-        throughput_rps=round(float(np.median([ld.completed / ld.duration for ld in loads])), 1),
-        # each round's: their spread is the point's noise, which the answer must not read into
-        throughput_rps_rounds=[round(ld.completed / ld.duration, 1) for ld in loads],
-        # cores the client used: near 1 for a sync engine (one GIL) or an event loop, and the
-        # point measures the client's limit, not the pool's
-        client_cpu=round(float(np.median([ld.cpu / ld.duration for ld in loads])), 3),
-        # and the server's, over the timed rounds (None: a server this machine cannot see)
-        server_cpu=server.cores(skip=1),
-        latency_ms=percentiles_ms(latencies),
-        pool_wait_ms={
-            "p50": wait_ms["p50"],
-            "p99": wait_ms["p99"],
-            "total_per_round": round(sum(waits) * 1e3 / len(loads), 3),
-        },
-        # connections opened by checkouts (NullPool: every one), timed apart from the wait
-        connect_ms={**percentiles_ms(setups), "count": len(setups)},
-        timeouts=sum(load.timeouts for load in loads),
-        completed=sum(load.completed for load in loads),
-        connections=counter.connections.peak,
-        timeout_wait_ms=percentiles_ms([x for load in loads for x in load.timeout_waits]),
-        statements=STATEMENTS_PER_REQUEST,
-        verified=True,
+        PoolsInfo(
+            throughput_rps=round(float(np.median([ld.completed / ld.duration for ld in loads])), 1),
+            # each round's: their spread is the point's noise, which the answer must not read into
+            throughput_rps_rounds=[round(ld.completed / ld.duration, 1) for ld in loads],
+            # cores the client used: near 1 for a sync engine (one GIL) or an event loop, and the
+            # point measures the client's limit, not the pool's
+            client_cpu=round(float(np.median([ld.cpu / ld.duration for ld in loads])), 3),
+            # and the server's, over the timed rounds (None: a server this machine cannot see)
+            server_cpu=server.cores(skip=1),
+            latency_ms=percentiles_ms(latencies),
+            pool_wait_ms={
+                "p50": wait_ms["p50"],
+                "p99": wait_ms["p99"],
+                "total_per_round": round(sum(waits) * 1e3 / len(loads), 3),
+            },
+            # connections opened by checkouts (NullPool: every one), timed apart from the wait
+            connect_ms={**percentiles_ms(setups), "count": len(setups)},
+            timeouts=sum(load.timeouts for load in loads),
+            completed=sum(load.completed for load in loads),
+            connections=counter.connections.peak,
+            timeout_wait_ms=percentiles_ms([x for load in loads for x in load.timeout_waits]),
+            statements=STATEMENTS_PER_REQUEST,
+            verified=True,
+        )
     )
 
 
