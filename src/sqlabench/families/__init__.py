@@ -175,8 +175,9 @@ class Family:
     url_env: ClassVar[str | None] = None
     """Environment variable naming the server's URL (None: no server to name)."""
     url_option: ClassVar[str | None] = None
-    """The option naming the server's URL: `--OPTION` for `sqlabench run`, `--sqlabench-OPTION`
-    for pytest."""
+    """The option naming the server's URL: `--sqlabench-OPTION` for pytest (added for every
+    family). `sqlabench run` names PostgreSQL's alone (`--postgres`); another family's server
+    comes from `url_env` or `runner.run(urls=...)` until the CLI loops over families too."""
     url_default: ClassVar[str] = ""
     """What is used when no URL is given, for the option's help (", else ...")."""
 
