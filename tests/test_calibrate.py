@@ -53,3 +53,15 @@ def test_a_failing_pass_is_one_line(tmp_path: Path) -> None:
     log = tmp_path / "runs.log"
     assert line == f"sqlabench: error: a pass of side a failed (exit 2); see {log}"
     assert "unknown question 'nosuchquestion'" in log.read_text()
+
+
+def test_a_pass_is_the_result_file_it_wrote_not_its_report(tmp_path: Path) -> None:
+    """With --report among the run arguments the last "wrote" line names the report."""
+    done = calibrate.run_pass(
+        "a", tmp_path / "out",
+        ["engines", "-p", "smoke", "-b", "sqlite", "-k", "raw and pk_lookup",
+         "--report", str(tmp_path / "report")],
+        0.0, tmp_path / "log",
+    )  # fmt: skip
+    assert done.suffix == ".json" and done.resolve().parent == (tmp_path / "out").resolve()
+    assert results.load(done).benchmarks

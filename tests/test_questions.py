@@ -268,3 +268,21 @@ def test_every_key_a_question_records_is_in_its_typed_record(
     for rule in schema["$defs"]["extraInfo"]["allOf"]:
         if rule["if"]["properties"]["question"]["const"] == question.name:
             assert set(rule["then"]["required"]) <= declared
+
+
+def test_a_users_chart_named_like_another_questions_is_not_drawn_over_it(
+    tmp_path: Path, example_result: Path
+) -> None:
+    module = tmp_path / "pagination.py"
+    module.write_text(EXAMPLE.read_text().replace('f"{QUESTION}-{backend}",', '"engines",'))
+    data = json.loads(example_result.read_text())
+    data["sqlabench"]["question_sources"] = {"pagination": str(module)}
+    data["sqlabench"]["profile"] = "full"  # plot compares the two newest runs: like for like
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(data))
+    published = next(PUBLISHED.glob("*-full.json.gz"))
+    charts = tmp_path / "charts"
+    done = run_cli("plot", str(published), str(mine), "--out", str(charts))
+    assert done.returncode == 0, done.stderr
+    assert "pagination: its chart 'engines' has the name of engines's, not drawn" in done.stdout
+    assert [p.name for p in charts.glob("engines.*")] and not list(charts.glob("pagination*"))

@@ -56,10 +56,10 @@ def run_pass(side: str, out: Path, args: list[str], slowdown: float, log: Path) 
             [sys.executable, "-m", "sqlabench", "run", *args, "--out", str(out)],
             stdout=subprocess.PIPE, stderr=sink, text=True, env=env, check=False,
         )  # fmt: skip
-    written = [
+    written = [  # the result file, in --out (with --report, a report line follows it)
         line.removeprefix("wrote ")
         for line in done.stdout.splitlines()
-        if line.startswith("wrote ")
+        if line.startswith("wrote ") and Path(line.removeprefix("wrote ")).parent == out
     ]
     if done.returncode != 0 or not written:
         raise SqlabenchError(f"a pass of side {side} failed (exit {done.returncode}); see {log}")

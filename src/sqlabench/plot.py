@@ -326,6 +326,7 @@ def plot_results(results: Sequence[ResultFile], directory: str | os.PathLike[str
     charts = Charts()
     from sqlabench import questions
 
+    drawn: dict[str, str] = {}
     for question, source, shown in questions.in_results(results):
         if source is None:
             charts.notes.append(f"{question}: no data in the given results, no chart")
@@ -339,6 +340,13 @@ def plot_results(results: Sequence[ResultFile], directory: str | os.PathLike[str
             if fig is None:
                 charts.notes.append(f"{question}: nothing to draw")
                 continue
+            if stem in drawn:  # a user's question may name a chart as another one does
+                charts.notes.append(
+                    f"{question}: its chart {stem!r} has the name of {drawn[stem]}'s, not drawn"
+                )
+                pyplot().close(fig)
+                continue
+            drawn[stem] = question
             paths = _save(fig, source, out, stem)
             charts.written += paths
             charts.by_question.setdefault(question, []).extend(paths)
