@@ -7,6 +7,7 @@ costs a second, not a run.
 from __future__ import annotations
 
 import contextlib
+import random
 import sys
 import tempfile
 import time
@@ -18,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from sqlabench import counting, results, selection, stopping
+from sqlabench import counting, results, selection, stopping, worker
 from sqlabench import questions as question_registry
 from sqlabench.backends import Backend, Target, resolve_backends
 from sqlabench.database import exclusive_use, prepare
 from sqlabench.errors import SqlabenchError
 from sqlabench.families import server_urls
 from sqlabench.latency import check_rtt, injected_latency
-from sqlabench.plugin import RunContext, RunnerHooks
+from sqlabench.plugin import RunContext
 from sqlabench.stopping import stop_handlers, stop_signal_name, stops_held
 
 DEFAULT_OUT = Path("results/runs")
@@ -126,11 +127,11 @@ def run(
     # A stop signal (Ctrl-C, SIGTERM, SIGHUP) interrupts only the benchmarks themselves
     # (stops_raise around pytest); while servers and the proxy start and stop and while the
     # result is saved it is held, and the run ends as interrupted once that work is done.
-    with stop_handlers(), stops_held(), _stops_in_callbacks_unprinted():
+    with stop_handlers(), stops_held(), stops_in_callbacks_unprinted():
         stack = contextlib.ExitStack()
         try:
             given = {"postgresql": postgres_url, **(urls or {})}
-            context = _start(stack, backends, profile, server_urls(given), rtt_ms)
+            context = start(stack, backends, profile, server_urls(given), rtt_ms)
             context.repeat = repeat
             scratch = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="sqlabench-run-"))
@@ -146,7 +147,6 @@ def run(
                 "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
                 f"-c={question_registry.PYTEST_INI}",
                 f"--rootdir={question_registry.questions_dir()}",
-                f"--benchmark-json={scratch / 'pytest-benchmark.json'}",
                 "--benchmark-sort=fullname", "--benchmark-quiet",
                 *TIMING[profile],
             ]  # fmt: skip
@@ -158,24 +158,10 @@ def run(
                 if stopping.requested():  # a stop held between passes: run no more
                     exit_code = pytest.ExitCode.INTERRUPTED
                     break
-                context.pass_number, context.done = number, 0
-                context.finished, context.failed = set(), set()
-                hooks = RunnerHooks(context, chosen)
-                chooser = selection.OnlyIds(only)
-                plugins: list[object] = [hooks, chooser] if only else [hooks]
-                try:
-                    with stopping.stops_raise():
-                        exit_code = pytest.main(args, plugins=plugins)
-                except KeyboardInterrupt:  # a stop between pytest's own protected steps
-                    exit_code = pytest.ExitCode.INTERRUPTED
-                if chooser.unknown:  # nothing ran: said before any benchmark
-                    raise SqlabenchError(
-                        f"--only {', '.join(map(repr, chooser.unknown))}: no benchmark of this "
-                        f"run has that id ({'+'.join(q.name for q in chosen)} on "
-                        f"{', '.join(b.name for b in backends)}; ids as in a result file)"
-                    )
-                if hooks.json is not None:
-                    passes.append(hooks.json)
+                exit_code = _worker_pass(
+                    context, chosen, backends, profile, rtt_ms, args, list(only),
+                    number, repeat, scratch, passes,
+                )  # fmt: skip
                 if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
                     break
             counts: dict[str, dict[str, float]] = {}
@@ -209,7 +195,7 @@ def run(
 
 
 @contextlib.contextmanager
-def _stops_in_callbacks_unprinted() -> Iterator[None]:
+def stops_in_callbacks_unprinted() -> Iterator[None]:
     """A stop signal that lands in a weakref callback or __del__ (SQLAlchemy runs many) is
     swallowed by Python and printed with a traceback; the stop is still known (the plugin
     starts no further benchmark), so that print is only noise to the user and is left out.
@@ -227,14 +213,80 @@ def _stops_in_callbacks_unprinted() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
-def _start(
+def _worker_pass(
+    context: RunContext,
+    chosen: list[question_registry.Question],
+    backends: list[Backend],
+    profile: str,
+    rtt_ms: float,
+    args: list[str],
+    only: list[str],
+    number: int,
+    repeat: int,
+    scratch: Path,
+    passes: list[dict[str, Any]],
+) -> int:
+    """Run pass `number` in a fresh worker process (sqlabench.worker); its pytest exit code.
+
+    What the worker measured joins `passes`, what failed, was skipped or cut short joins the
+    run's context. Bad input the worker found before any benchmark (an --only nothing
+    answers, a server that went away) is raised as one line when no earlier pass ran.
+    """
+    spec: worker.WorkerSpec = {
+        "questions": [q.name if q.module else str(q.path) for q in chosen],
+        "backends": [b.name for b in backends], "profile": profile, "rtt_ms": rtt_ms,
+        "pytest_args": [*args, f"--benchmark-json={scratch / f'pass-{number}.json'}"],
+        "only": only, "number": number, "repeat": repeat,
+    }  # fmt: skip
+    context.pass_number = number
+    # a hash seed of its own per worker: hash order is one of the things that moves a
+    # process's timings, and the headline is meant to sample it (pyperf does the same)
+    env = {**context.counting_env(), "PYTHONHASHSEED": str(random.randrange(1, 2**32))}
+    try:
+        status = worker.run_worker(spec, scratch, env)
+        stopped = False
+    except worker.WorkerStopped as stop:
+        status, stopped = stop.status, True
+    if status is None:
+        if stopped:
+            return pytest.ExitCode.INTERRUPTED
+        context.failures.append(
+            {"benchmark": "(session)", "error": f"the worker process of pass {number} died"}
+        )
+        return pytest.ExitCode.INTERNAL_ERROR
+    if status.get("unknown"):  # nothing ran: said before any benchmark
+        raise SqlabenchError(
+            f"--only {', '.join(map(repr, status['unknown']))}: no benchmark of this "
+            f"run has that id ({'+'.join(q.name for q in chosen)} on "
+            f"{', '.join(b.name for b in backends)}; ids as in a result file)"
+        )
+    if "error" in status:
+        if not passes and not context.finished_any:
+            raise SqlabenchError(status["error"])
+        context.failures.append({"benchmark": "(session)", "error": status["error"]})
+        return pytest.ExitCode.INTERNAL_ERROR
+    context.failures += status.get("failures", [])
+    context.interrupted += status.get("interrupted", [])
+    if number == 1:
+        context.skipped += status.get("skipped", [])
+    context.done, context.total = status.get("done", 0), status.get("total", 0)
+    context.finished_any = context.finished_any or bool(status.get("finished_any"))
+    if status.get("json") is not None:
+        passes.append(status["json"])  # type: ignore[arg-type]
+    return pytest.ExitCode.INTERRUPTED if stopped else status.get("exit_code", 0)
+
+
+def start(
     stack: contextlib.ExitStack,
     backends: list[Backend],
     profile: str,
     urls: dict[str, str | None],
     rtt_ms: float,
+    lock: bool = True,
 ) -> RunContext:
-    """Start what the run needs (its families' servers, their locks, the latency proxy)."""
+    """Start what the run needs (its families' servers, their locks, the latency proxy).
+
+    A worker process (`lock=False`) reaches the servers its runner started and locked."""
     servers: dict[str, Target] = {}
     direct: dict[str, Target] = {}
     versions: dict[str, str] = {}
@@ -244,7 +296,8 @@ def _start(
             continue  # no server: each backend's database is a file made when first used
         server = stack.enter_context(family.server(urls.get(family.name)))
         assert server is not None
-        stack.enter_context(exclusive_use(server))
+        if lock:
+            stack.enter_context(exclusive_use(server))
         versions[family.name] = prepare(server)
         servers[family.name] = server
         if latency_path is None and family.capabilities.latency_proxy:
