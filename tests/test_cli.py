@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,45 @@ def test_a_benchmark_failing_after_its_rounds_is_left_out_of_the_result(tmp_path
     assert [b["name"] for b in data["benchmarks"]] == ["test_checked[True]"]
     assert [f["benchmark"] for f in data["sqlabench"]["failures"]] == ["test_checked[False]"]
     assert data["sqlabench"]["interrupted"] == []
+
+
+WHO_MEASURES = '''"""Which process measures?"""
+import os
+from pathlib import Path
+
+QUESTION = "who"
+PROFILES = {"smoke": 1, "quick": 1, "full": 1}
+
+
+def test_who(benchmark, sqlabench_run):
+    benchmark(lambda: None)
+    with open(Path(__file__).with_suffix(".log"), "a") as log:
+        log.write(f"{os.getpid()} {hash('sqlabench')}\\n")
+    benchmark.extra_info.update(question=QUESTION, backend="sqlite", mode="sync", verified=True)
+'''
+
+
+def test_each_pass_is_measured_in_a_fresh_process_with_its_own_hash_seed(
+    tmp_path: Path,
+) -> None:
+    """Process-to-process noise (hash order, memory layout) is what moves numbers here: a
+    pass in the runner's own process, or in processes sharing a hash seed, cannot sample it."""
+    module = tmp_path / "who.py"
+    module.write_text(WHO_MEASURES)
+    done = run_cli(
+        "run", str(module), "-b", "sqlite", "--repeat", "3", "--out", str(tmp_path / "out"),
+        "--profile", "smoke",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = [line.split() for line in (tmp_path / "who.log").read_text().splitlines()]
+    assert len(seen) == 3
+    pids, hashes = {pid for pid, _ in seen}, {h for _, h in seen}
+    assert len(pids) == 3 and len(hashes) == 3, seen
+    [path] = (tmp_path / "out").glob("*.json")
+    [bench] = json.loads(path.read_text())["benchmarks"]
+    headline = bench["extra_info"]["time"]
+    assert headline["processes"] == 3 and len(bench["extra_info"]["pass_medians"]) == 3
+    assert headline["median"] == statistics.median(bench["extra_info"]["pass_medians"])
 
 
 def test_repeat_runs_passes_and_joins_their_rounds(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,9 @@ def test_passes_are_merged_round_by_round() -> None:
     assert bench["extra_info"] == {
         "verified": True, "statements": 1, "passes": 2,
         "pass_rounds": [3, 2], "pass_medians": [2.0, 4.5],
+        # the median of the two processes' medians; resampled, the median of two is one of
+        # them or their mean: the interval runs from the one to the other
+        "time": {"median": 3.25, "ci95": [2.0, 4.5], "processes": 2},
     }  # fmt: skip
     failed_once = results.merge_passes([one_pass([1.0], True), one_pass([2.0], False)])
     assert failed_once["benchmarks"][0]["extra_info"]["verified"] is False
@@ -141,3 +145,61 @@ def test_counts_of_a_counted_pass_survive_a_merge_with_uncounted_passes() -> Non
     assert (
         "instructions" not in results.merge_passes([one_pass([1.0])])["benchmarks"][0]["extra_info"]
     )
+
+
+def bench_of(process_medians: list[float]) -> results.BenchmarkResult:
+    info = {"pass_medians": process_medians, "time": results.headline_time(process_medians)}
+    return results.BenchmarkResult("b", "b", info, {"median": -1.0})
+
+
+@pytest.mark.parametrize(("processes", "expected"), [(3, 0.75), (5, 1 - 2 / 2**5)])
+def test_the_headline_interval_holds_the_true_median_as_often_as_it_can(
+    processes: int, expected: float
+) -> None:
+    """Processes' medians drawn around a known median (20% noise between processes, as
+    measured here): the bootstrap interval over so few processes is their range, which
+    holds the median with probability 1 - 2 * 0.5**N (75% for 3, 94% for 5) - what the
+    methodology says. An interval from quartiles, or from one process's rounds, would not."""
+    rng = random.Random(1)
+    true_median = 1e-3
+    trials = 600
+    held = 0
+    for _ in range(trials):
+        medians = [true_median * rng.lognormvariate(0, 0.2) for _ in range(processes)]
+        headline = results.headline_time(medians)
+        assert headline["processes"] == processes and headline["ci95"] is not None
+        low, high = headline["ci95"]
+        assert low <= headline["median"] <= high
+        held += low <= true_median <= high
+    assert held / trials == pytest.approx(expected, abs=0.06)
+
+
+def test_one_process_has_no_interval_and_the_headline_is_what_tables_read() -> None:
+    headline = results.headline_time([2e-3])
+    assert headline == {"median": 2e-3, "ci95": None, "processes": 1}
+    # BenchmarkResult.median reads the headline, not pytest-benchmark's median over rounds
+    assert bench_of([1.0, 3.0, 2.0]).median == 2.0
+    assert results.BenchmarkResult("b", "b", {}, {"median": 5.0}).median == 5.0
+
+
+def test_a_ratio_of_one_runs_benchmarks_pairs_their_processes() -> None:
+    """B takes 1.10x A's time; each process moves both by its own factor (25% noise). Paired
+    by process the interval separates 1.10 from a tie; resampled apart, most of the time it
+    cannot."""
+    rng = random.Random(2)
+    paired_clear = apart_clear = 0
+    trials = 200
+    for _ in range(trials):
+        factors = [rng.lognormvariate(0, 0.25) for _ in range(5)]
+        a = bench_of([1e-3 * f * rng.lognormvariate(0, 0.01) for f in factors])
+        b = bench_of([1.1e-3 * f * rng.lognormvariate(0, 0.01) for f in factors])
+        paired = results.ratio(b, a)
+        assert paired.known and paired.low is not None and paired.high is not None
+        paired_clear += paired.low > 1.0 and paired.low <= 1.1 <= paired.high
+        # the same data with one process fewer on one side is resampled apart
+        apart = results.ratio(bench_of(b.process_medians[:4]), a)
+        assert apart.low is not None
+        apart_clear += apart.low > 1.0
+    assert paired_clear / trials >= 0.9
+    assert apart_clear / trials <= 0.5
+    assert not results.ratio(bench_of([1.0]), bench_of([2.0, 2.0])).known
