@@ -199,11 +199,11 @@ def list_command(modules: tuple[str, ...]) -> None:
 @click.option(
     "--repeat",
     type=int,
-    default=1,
-    show_default=True,
+    default=None,
     metavar="K",
-    help="Run the selection K times, one pass after another, and join each benchmark's "
-    "rounds, so a shared machine's slow drift spreads over all benchmarks alike.",
+    help="Run the selection K times, one pass after another, each in a fresh worker process, "
+    "and join each benchmark's rounds; the headline is the median of the processes' medians "
+    "with its interval. Default: the profile's (smoke 1, quick 3, full 5).",
 )
 @click.option(
     "--rtt-ms",
@@ -236,7 +236,7 @@ def run_command(
     out_dir: str,
     select: str | None,
     only: tuple[str, ...],
-    repeat: int,
+    repeat: int | None,
     rtt_ms: float,
     instructions: bool,
     report_dir: str | None,

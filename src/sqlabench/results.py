@@ -191,7 +191,8 @@ def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
     """One pytest-benchmark JSON from several passes over the same benchmarks.
 
     Each benchmark's rounds (`stats.data`) are joined across the passes and its summary
-    statistics recomputed over all of them; its `extra_info` is the last pass's, `verified`
+    statistics recomputed over all of them, as are its per-round lists (`extra_info` keys
+    ending in `_rounds`); its `extra_info` is otherwise the last pass's, `verified`
     only if every pass verified it, with `passes`, each pass's number of rounds in
     `pass_rounds` and its median in `pass_medians`. Benchmarks keep the order they first
     appeared in.
@@ -225,6 +226,11 @@ def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
             counted = [c["extra_info"][key] for c in copies if key in (c.get("extra_info") or {})]
             if counted and key not in info:
                 info[key] = counted[-1]
+        # a question's per-round lists (`*_rounds`, e.g. pools' throughput per round) join
+        # across the passes as the rounds themselves do
+        for key, value in list(info.items()):
+            if key.endswith("_rounds") and key != "pass_rounds" and isinstance(value, list):
+                info[key] = [x for c in copies for x in (c.get("extra_info") or {}).get(key) or []]
         info["verified"] = all((c.get("extra_info") or {}).get("verified") for c in copies)
         info["passes"] = len(copies)
         # a pass is the unit a gate can test (rounds within one pass share its drift): the
