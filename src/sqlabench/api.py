@@ -46,6 +46,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
+from sqlabench import summary
 from sqlabench.backends import Backend, Target
 from sqlabench.database import seed
 from sqlabench.measure import (
@@ -81,19 +82,14 @@ __all__ = [
     "variants_answer", "variants_figure", "variants_table",
 ]  # fmt: skip
 
-NOISE_FLOOR = 0.05
-"""The least relative difference an answer reads as real, however tight the rounds."""
+NOISE_FLOOR = summary.NOISE_FLOOR
 
 
 def noise(a: BenchmarkResult, b: BenchmarkResult) -> float:
-    """The relative difference two benchmarks' own spread allows: the larger interquartile
-    range over its median, at least NOISE_FLOOR."""
-    spreads = [NOISE_FLOOR]
-    for bench in (a, b):
-        q1, q3 = bench.stats.get("q1"), bench.stats.get("q3")
-        if isinstance(q1, int | float) and isinstance(q3, int | float) and bench.median > 0:
-            spreads.append((float(q3) - float(q1)) / bench.median)
-    return max(spreads)
+    """The relative difference two benchmarks' own rounds allow, where no interval over
+    processes is known: the larger interquartile range over its median, at least
+    NOISE_FLOOR."""
+    return summary.rounds_noise(a, b)
 
 
 def _groups(
@@ -166,15 +162,14 @@ def variants_answer(
             parts.append(f"{label}: fewer than two verified {variant}s")
             continue
         best, next_best = ranked[0], ranked[1]
-        allowed = noise(best, next_best)
-        ratio = next_best.median / best.median
         name, other = (str(b.extra_info.get(variant, b.name)) for b in (best, next_best))
-        if ratio - 1 <= allowed:
-            parts.append(f"{label}: {name} and {other} tie within {allowed:.0%}")
+        if not summary.differs(next_best, best):
+            parts.append(f"{label}: {name} and {other} {summary.tie_phrase(next_best, best)}")
         else:
+            faster = summary.format_ratio_interval(summary.ratio_of(next_best, best))
             parts.append(
-                f"{label}: {name} was {ratio:.1f}× faster than {other} "
-                f"({format_time(best.median)} against {format_time(next_best.median)})"
+                f"{label}: {other} took {faster} {name}'s time "
+                f"({format_time(next_best.median)} against {format_time(best.median)})"
             )
     if not parts:
         return f"No {question} result in this run."

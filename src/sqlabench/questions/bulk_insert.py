@@ -72,7 +72,7 @@ from sqlabench.plot import (
     si,
 )  # fmt: skip
 from sqlabench.plugin import RunContext
-from sqlabench.results import BenchmarkInfo, BenchmarkResult, ResultFile
+from sqlabench.results import BenchmarkInfo, BenchmarkResult, Ratio, ResultFile
 from sqlabench.scenario import async_engine, case_parameters, sync_engine
 from sqlabench.summary import (
     format_time,
@@ -743,6 +743,22 @@ def bulk_label(info: dict[str, object]) -> str:
     return str(info.get("strategy")) + (f" (page {page})" if page and page != 1000 else "")
 
 
+def rows_per_s(bench: BenchmarkResult) -> float:
+    """Rows inserted per second at the headline time (`rows_per_s` in extra_info is the last
+    worker process's)."""
+    return float(bench.extra_info["rows"]) / bench.median if bench.median > 0 else 0.0
+
+
+def ceiling_of(benches: list[BenchmarkResult]) -> BenchmarkResult | None:
+    return next((b for b in benches if b.extra_info.get("ceiling")), None)
+
+
+def share_of_ceiling(bench: BenchmarkResult, ceiling: BenchmarkResult | None) -> Ratio | None:
+    """The share of the ceiling's rate a strategy reached (the ceiling's time over its own),
+    with its interval over processes where the result has one."""
+    return summary.ratio_of(ceiling, bench)
+
+
 def tables(result: ResultFile) -> list[summary.Table]:
     """Per backend and size: the strategies as a ladder, fastest first, against the ceiling."""
     groups: dict[tuple[str, int], list[BenchmarkResult]] = defaultdict(list)
@@ -753,15 +769,16 @@ def tables(result: ResultFile) -> list[summary.Table]:
         return []
     rows: list[tuple[str, ...]] = []
     for (backend, count), benches in groups.items():
+        ceiling = ceiling_of(benches)
         for b in sorted(benches, key=lambda x: x.median):
             info = b.extra_info
             label = bulk_label(info)
-            ratio = info.get("ratio_to_ceiling")
+            share = share_of_ceiling(b, ceiling)
             rows.append(
                 (
                     backend, f"{count:,}", label + (" ◆" if info.get("ceiling") else ""),
-                    f"{float(info.get('rows_per_s', 0)):,.0f}",
-                    "-" if ratio is None else f"{float(ratio):.2f}",
+                    f"{rows_per_s(b):,.0f}",
+                    "-" if share is None else _share(share),
                     str(info.get("statements", "-")), format_time(b.median),
                     str(info.get("peak_rss_mb", "-")),
                     "yes" if info.get("verified") else "NO",
@@ -774,9 +791,17 @@ def tables(result: ResultFile) -> list[summary.Table]:
             ("backend", "rows", "strategy", "rows/s", "× ceiling", "stmts", "median",
              "peak MiB", "verified"),
             rows,
-            ["stmts: statements the server ran per insert (an executemany counts once per row)."],
+            ["stmts: statements the server ran per insert (an executemany counts once per row).",
+             *summary.interval_note([b for g in groups.values() for b in g])],
         )
     ]  # fmt: skip
+
+
+def _share(value: Ratio) -> str:
+    """`0.62`, with its interval where known: `0.62 (0.58-0.66)`."""
+    if value.low is None or value.high is None:
+        return f"{value.value:.2f}"
+    return f"{value.value:.2f} ({value.low:.2f}-{value.high:.2f})"
 
 
 def bulk_insert_figure(result: ResultFile) -> Figure | None:
@@ -791,12 +816,14 @@ def bulk_insert_figure(result: ResultFile) -> Figure | None:
     rate = {(b.backend, bulk_label(b.extra_info)): b for b in benches}
 
     # one order for every panel so strategies line up across them: fastest on average first
+    ceilings = {b.backend: b for b in benches if b.extra_info.get("ceiling")}
+
     def mean_log_share(label: str) -> float:
-        shares = [
-            math.log(max(float(b.extra_info.get("ratio_to_ceiling") or 0), 1e-9))
-            for (_, name), b in rate.items()
-            if name == label
-        ]
+        shares = []
+        for (backend, name), b in rate.items():
+            share = share_of_ceiling(b, ceilings.get(backend))
+            if name == label:
+                shares.append(math.log(max(share.value if share else 0.0, 1e-9)))
         return -sum(shares) / len(shares)
 
     labels.sort(key=mean_log_share)
@@ -804,7 +831,7 @@ def bulk_insert_figure(result: ResultFile) -> Figure | None:
         1, len(backends), figsize=(2.9 * len(backends) + 2.2, 0.32 * len(labels) + 2.2),
         squeeze=False, sharey=True,
     )  # fmt: skip
-    top = max(float(b.extra_info.get("rows_per_s", 0)) for b in benches)
+    top = max(rows_per_s(b) for b in benches)
     for ax, backend in zip(axes[0], backends, strict=True):
         ys, widths, colours, hatches = [], [], [], []
         ceiling = None
@@ -812,7 +839,7 @@ def bulk_insert_figure(result: ResultFile) -> Figure | None:
             bench = rate.get((backend, label))
             if bench is None:
                 continue
-            value = float(bench.extra_info.get("rows_per_s", 0))
+            value = rows_per_s(bench)
             ys.append(y)
             widths.append(value)
             is_ceiling = bool(bench.extra_info.get("ceiling"))
@@ -862,22 +889,32 @@ def answer(result: ResultFile) -> str:
         ]
         if ceiling is None or not sqlalchemy_ways:
             continue
-        best = min(sqlalchemy_ways, key=lambda b: b.median)
+        ranked = sorted(sqlalchemy_ways, key=lambda b: b.median)
+        best = ranked[0]
+        tied = [b for b in ranked[1:] if not summary.differs(b, best)]
         unit_of_work = next(
             (b for b in mine if b.extra_info.get("strategy") == "orm_add_all_flush"), None
         )
-        rate = float(ceiling.extra_info["rows_per_s"])
-        share = float(best.extra_info["ratio_to_ceiling"])
+        share = share_of_ceiling(best, ceiling)
+        assert share is not None
+        if tied:
+            fastest = (
+                f"the fastest SQLAlchemy strategies, "
+                f"{', '.join(bulk_label(b.extra_info) for b in [best, *tied])} "
+                f"({summary.tie_phrase(tied[-1], best)}), reached {_share(share)} of it"
+            )
+        else:
+            fastest = (
+                f"the fastest SQLAlchemy strategy, {bulk_label(best.extra_info)}, reached "
+                f"{_share(share)} of it"
+            )
         sentence = (
             f"at {rows:,} rows on {backend}, {ceiling.extra_info['strategy']} (the ceiling) "
-            f"inserted {rate:,.0f} rows/s; the fastest SQLAlchemy strategy, "
-            f"{bulk_label(best.extra_info)}, reached {share:.2f} of it"
+            f"inserted {rows_per_s(ceiling):,.0f} rows/s; {fastest}"
         )
-        if unit_of_work is not None:
-            sentence += (
-                f" and the ORM unit of work (add_all + flush) "
-                f"{unit_of_work.extra_info['ratio_to_ceiling']:.2f}"
-            )
+        uow_share = share_of_ceiling(unit_of_work, ceiling) if unit_of_work else None
+        if uow_share is not None:
+            sentence += f" and the ORM unit of work (add_all + flush) {_share(uow_share)}"
         sentences.append(sentence)
     if not sentences:
         return "No backend in this run has both its ceiling and a SQLAlchemy strategy verified."

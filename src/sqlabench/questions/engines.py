@@ -71,9 +71,7 @@ from sqlabench.scenario import (
     sync_engine,
 )
 from sqlabench.summary import (
-    format_ratio,
     format_time,
-    ratio,
     span,
     verified,
     where,
@@ -658,7 +656,8 @@ def tables(result: ResultFile) -> list[summary.Table]:
             (
                 backend, str(mode), label, stmts,
                 *(format_time(b.median if b else None) for b in (orm, core, raw)),
-                format_ratio(ratio(orm, raw)), format_ratio(ratio(core, raw)),
+                summary.format_ratio_interval(summary.ratio_of(orm, raw)),
+                summary.format_ratio_interval(summary.ratio_of(core, raw)),
                 "yes" if verified else "NO",
             )
         )  # fmt: skip
@@ -668,7 +667,8 @@ def tables(result: ResultFile) -> list[summary.Table]:
             ("backend", "mode", "workload", "stmts o/c/r", "orm", "core", "raw",
              "orm/raw", "core/raw", "verified"),
             rows,
-            ["Ratios compare medians measured in this run on this machine; lower is faster."],
+            ["Ratios compare medians measured in this run on this machine; lower is faster.",
+             *summary.interval_note(list(cells.values()))],
         )
     ]  # fmt: skip
 
@@ -775,18 +775,29 @@ def answer(result: ResultFile) -> str:
     ]
     if not orm:
         return "No verified primary-key lookup with both the ORM and the raw driver in this run."
-    fastest = min(
-        (b for b in backends if (b, "orm") in lookups), key=lambda b: lookups[(b, "orm")].median
+    ranked = sorted(
+        (lookups[(b, "orm")] for b in backends if (b, "orm") in lookups), key=lambda b: b.median
     )
+    fastest = ranked[0]
     sentence = (
         f"A primary-key lookup through the ORM took {span(orm)} the raw driver's time "
         f"(Core {span(core) if core else 'not measured'}) on {len(orm)} backend(s) "
-        f"{where(result)}; the fastest ORM lookup was on {fastest} "
-        f"({format_time(lookups[(fastest, 'orm')].median)})"
+        f"{where(result)}; "
     )
+    if len(ranked) > 1 and not summary.differs(ranked[1], fastest):
+        sentence += (
+            f"the fastest ORM lookups, on {fastest.backend} and {ranked[1].backend} "
+            f"({format_time(fastest.median)}), {summary.tie_phrase(ranked[1], fastest)}"
+        )
+    else:
+        sentence += (
+            f"the fastest ORM lookup was on {fastest.backend} ({format_time(fastest.median)})"
+        )
     if ("psycopg", "orm") in lookups and ("psycopg_async", "orm") in lookups:
-        ratio = lookups[("psycopg_async", "orm")].median / lookups[("psycopg", "orm")].median
-        sentence += f", and the async psycopg engine took {ratio:.2f}× the sync one's time"
+        sentence += ", and " + summary.took(
+            lookups[("psycopg_async", "orm")], lookups[("psycopg", "orm")],
+            "the async psycopg engine", "the sync one",
+        )  # fmt: skip
     return sentence + "."
 
 

@@ -474,8 +474,8 @@ def tables(result: ResultFile) -> list[summary.Table]:
     rows: list[tuple[str, ...]] = []
     for (backend, shape, parents, fanout), by_strategy in groups.items():
         # only a verified result can be the yardstick: one that did less would look fastest
-        verified = [b.median for b in by_strategy.values() if b.extra_info.get("verified")]
-        fastest = min(verified or [b.median for b in by_strategy.values()])
+        verified = [b for b in by_strategy.values() if b.extra_info.get("verified")]
+        fastest = min(verified or by_strategy.values(), key=lambda b: b.median)
         cells = []
         for strategy in STRATEGIES:
             bench = by_strategy.get(strategy)
@@ -485,7 +485,7 @@ def tables(result: ResultFile) -> list[summary.Table]:
             info = bench.extra_info
             cells.append(
                 f"{format_time(bench.median)}{'' if info.get('verified') else ' UNVERIFIED'}\n"
-                f"{bench.median / fastest:.1f}×\n"
+                f"{_times_fastest(bench, fastest)}\n"
                 f"{info.get('statements')} st, {info.get('rows_fetched')} r"
             )
         rows.append((backend, shape, f"{parents}×{fanout}", *cells))
@@ -497,6 +497,7 @@ def tables(result: ResultFile) -> list[summary.Table]:
             [
                 "P parents with F children each; every relationship of the shape is touched.",
                 "Ratios compare medians measured in this run on this machine; 1.0× is fastest.",
+                *summary.interval_note([b for g in groups.values() for b in g.values()]),
             ],
         )
     ]
@@ -573,6 +574,15 @@ def loading_figure(result: ResultFile, backend: str) -> Figure | None:
     return cast("Figure", fig)
 
 
+def _times_fastest(bench: BenchmarkResult, fastest: BenchmarkResult) -> str:
+    """`6.6×`, with its interval where the result has one: `6.6× (6.1-7.0)`."""
+    value = summary.ratio_of(bench, fastest)
+    assert value is not None
+    if value.low is None or value.high is None:
+        return f"{value.value:.1f}×"
+    return f"{value.value:.1f}× ({value.low:.1f}-{value.high:.1f})"
+
+
 def answer(result: ResultFile) -> str:
     backend = loading_backend(result)
     benches = verified(
@@ -588,7 +598,8 @@ def answer(result: ResultFile) -> str:
     at = [b for b in candidates if int(b.extra_info["parents"]) == parents]
     fanout = max(int(b.extra_info["fanout"]) for b in at)
     at = [b for b in at if int(b.extra_info["fanout"]) == fanout]
-    fastest = min(at, key=lambda b: b.median)
+    ranked = sorted(at, key=lambda b: b.median)
+    fastest = ranked[0]
     lazy = next((b for b in at if b.extra_info.get("strategy") == "lazy"), None)
     children = "child" if fanout == 1 else "children"
     what = (
@@ -596,13 +607,26 @@ def answer(result: ResultFile) -> str:
         f"({str(fastest.extra_info['shape']).replace('_', '-')}) on {backend} {where(result)}"
     )
     name = fastest.extra_info["strategy"]
-    if lazy is None or lazy is fastest:
-        return f"For {what}, {name} was the fastest strategy ({format_time(fastest.median)})."
+    # the strategies no difference separates from the fastest share the lead
+    tied = [b for b in ranked[1:] if not summary.differs(b, fastest)]
+    if tied:
+        names = ", ".join(str(b.extra_info["strategy"]) for b in [fastest, *tied])
+        lead = (
+            f"{names} were the fastest strategies ({format_time(fastest.median)}; "
+            f"{summary.tie_phrase(tied[-1], fastest)})"
+        )
+    else:
+        lead = f"{name} was the fastest strategy ({format_time(fastest.median)})"
+    if lazy is None or lazy is fastest or lazy in tied:
+        return f"For {what}, {lead}."
+    value = summary.ratio_of(lazy, fastest)
+    assert value is not None
+    by = times(value.value) if not value.known else summary.format_ratio_interval(value)
     return (
-        f"For {what}, {name} was {times(lazy.median / fastest.median)} faster than lazy "
-        f"({format_time(fastest.median)} against {format_time(lazy.median)}; "
+        f"For {what}, {lead}; lazy loading took {by} its time "
+        f"({format_time(lazy.median)}; "
         f"{statement_count(fastest.extra_info.get('statements'))} against "
-        f"{lazy.extra_info.get('statements'):,}), and the fastest strategy measured."
+        f"{lazy.extra_info.get('statements'):,})."
     )
 
 
