@@ -181,7 +181,8 @@ def variants_figure(
     result: ResultFile, question: str, x: str, variant: str, title: str, backend: str
 ) -> Figure | None:
     """Grouped bars on one backend: a group per value of `x`, a bar per variant (median,
-    whiskers: the interquartile range); lower is faster. Drawn only when a chart is asked for."""
+    whiskers: the 95% interval over processes, or the rounds' interquartile range); lower
+    is faster. Drawn only when a chart is asked for."""
     from sqlabench import plot
 
     groups = _groups(result, question, (x,), variant, backend)
@@ -198,7 +199,7 @@ def variants_figure(
         for slot, key in enumerate(xs):
             bench = groups[key].get(name)
             if bench is not None:
-                q1, q3 = plot.quartiles(bench)
+                q1, q3 = plot.interval(bench)
                 points.append(
                     (slot - 0.4 + width * (index + 0.5), bench.median * scale,
                      max(0.0, bench.median - q1) * scale, max(0.0, q3 - bench.median) * scale)
@@ -216,7 +217,8 @@ def variants_figure(
     ax.set_ylabel(f"median per operation ({unit})")
     ax.legend(title=variant, frameon=False, fontsize=8)
     fig.suptitle(
-        f"{title}\n(bars: median, whiskers: interquartile range; lower is faster)",
+        f"{title}\n(bars: median, whiskers: "
+        f"{plot.whiskers(b for g in groups.values() for b in g.values())}; lower is faster)",
         x=0.01, ha="left", fontsize=10,
     )  # fmt: skip
     plot.layout(fig)

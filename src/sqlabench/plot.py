@@ -108,6 +108,25 @@ def quartiles(bench: BenchmarkResult) -> tuple[float, float]:
     return bench.median, bench.median
 
 
+def interval(bench: BenchmarkResult) -> tuple[float, float]:
+    """A bar's whiskers: the headline's 95% interval over worker processes where the result
+    has one, else (one process, older results) the rounds' interquartile range."""
+    headline = bench.extra_info.get("time")
+    ci95 = headline.get("ci95") if isinstance(headline, dict) else None
+    if isinstance(ci95, list) and len(ci95) == 2:
+        return float(ci95[0]), float(ci95[1])
+    return quartiles(bench)
+
+
+def whiskers(benches: Iterable[BenchmarkResult]) -> str:
+    """What a chart's whiskers show, for its caption."""
+    has_interval = any(
+        isinstance(b.extra_info.get("time"), dict) and b.extra_info["time"].get("ci95")
+        for b in benches
+    )
+    return "95% interval over processes" if has_interval else "interquartile range"
+
+
 def order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
     seen = list(dict.fromkeys(values))
     rank: dict[str, int] = {}

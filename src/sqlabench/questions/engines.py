@@ -54,12 +54,13 @@ from sqlabench.plot import (
     OKABE_ITO,
     backend_label,
     benches_of,
+    interval,
     layout,
     legend,
     order,
     pyplot,
-    quartiles,
     scale_and_unit,
+    whiskers,
 )  # fmt: skip
 from sqlabench.plugin import RunContext
 from sqlabench.results import BenchmarkInfo, BenchmarkResult, ResultFile
@@ -709,7 +710,7 @@ def engines_figure(result: ResultFile) -> Figure | None:
     width = 0.8 / len(series)
     for ax, workload in zip(axes.flat, workloads, strict=False):
         present = [cells[k] for k in cells if k[0] == workload]
-        scale, unit = scale_and_unit(quartiles(b)[1] for b in present)
+        scale, unit = scale_and_unit(interval(b)[1] for b in present)
         for s_index, name in enumerate(series):
             xs: list[float] = []
             heights: list[float] = []
@@ -720,7 +721,7 @@ def engines_figure(result: ResultFile) -> Figure | None:
                 bench = cells.get((workload, backend, name))
                 if bench is None:
                     continue
-                q1, q3 = quartiles(bench)
+                q1, q3 = interval(bench)
                 raw = cells.get((workload, backend, "raw"))
                 xs.append(slot - 0.4 + width * (s_index + 0.5))
                 heights.append(bench.median * scale)
@@ -747,7 +748,7 @@ def engines_figure(result: ResultFile) -> Figure | None:
         ax.set_visible(False)
     legend(fig, axes, len(workloads), title="layer")
     fig.suptitle(
-        "engines: time per operation by layer (bars: median, whiskers: interquartile range,\n"
+        f"engines: time per operation by layer (bars: median, whiskers: {whiskers(benches)},\n"
         "labels: × the raw driver on the same backend; lower is faster)",
         x=0.01, ha="left", fontsize=10,
     )  # fmt: skip
