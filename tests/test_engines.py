@@ -102,3 +102,65 @@ def test_pytest_runs_the_scenario_modules_directly(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["sqlabench"]["profile"] == "smoke"
     assert {b["extra_info"]["layer"] for b in data["benchmarks"]} == {"orm", "core", "raw"}
+
+
+# what one operation must send, written out by hand (not the scenario's Case.statements):
+# a read is one SELECT; a request is its SELECT and UPDATE, and with expire_on_commit the ORM
+# reloads the expired user for the response
+EXPECTED_STATEMENTS = {
+    ("pk_lookup", None): 1, ("filter_all", None): 1, ("count", None): 1, ("join", None): 1,
+    ("request", None): 2, ("request", True): 3, ("request", False): 2,
+}  # fmt: skip
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
+
+
+def test_statement_counts_agree_with_sqlites_own_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harness counts statements with a SQLAlchemy event, and the raw layer counts its own;
+    SQLite's trace callback sees every statement the database itself ran. Per operation, both
+    must match each other and the hand-written expectation, on every layer and workload."""
+    import contextlib
+    import sqlite3
+
+    from sqlabench.families import driver
+    from sqlabench.measure import StatementCounter
+    from sqlabench.plugin import RunContext
+    from sqlabench.questions import engines
+
+    traced: list[str] = []
+    connect = sqlite3.connect
+
+    def traced_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn: sqlite3.Connection = connect(*args, **kwargs)
+        conn.set_trace_callback(traced.append)
+        return conn
+
+    # the stdlib driver and SQLAlchemy's pysqlite dialect both connect through these
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", traced_connect)
+    backend = driver("sqlite")
+    size = engines.PROFILES["smoke"].data
+    context = RunContext([backend], "smoke")
+    checked = 0
+    try:
+        target = context.seeded(backend, "engines", engines.seed_engines(size))
+        for case in engines.cases([backend], "smoke"):
+            counter = StatementCounter()
+            with contextlib.ExitStack() as stack:
+                operation = engines.Plan(case, size).operation(
+                    engines.make_sync_layer(case, target, counter, stack)
+                )
+                operation()  # warm: SQLAlchemy's first use may ask the database about itself
+                traced.clear()
+                before = counter.count
+                for _ in range(5):
+                    operation()
+                ran = [s for s in traced if not s.lstrip().upper().startswith(TRANSACTION_CONTROL)]
+                expected = EXPECTED_STATEMENTS[(case.workload, case.expire_on_commit)]
+                assert len(ran) == 5 * expected, (case.id, ran)
+                assert counter.count - before == 5 * expected, case.id
+                checked += 1
+    finally:
+        context.close()
+    assert checked >= 15  # every layer and workload of the profile

@@ -28,8 +28,8 @@ pools = load_scenario("pools")
 def test_percentiles_are_ordered_and_in_milliseconds() -> None:
     samples = [i / 1000 for i in range(1, 101)]  # 1 ms .. 100 ms
     p = pools.percentiles_ms(samples)
-    assert p["p50"] == pytest.approx(50.5)
-    assert p["p50"] <= p["p95"] <= p["p99"] <= p["max"] == 100.0
+    # linear interpolation between the closest ranks, in ms: worked out by hand
+    assert p == {"p50": 50.5, "p95": 95.05, "p99": 99.01, "max": 100.0}
     assert pools.percentiles_ms([]) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
 
 
@@ -219,13 +219,18 @@ def test_pools_end_to_end(tmp_path: Path) -> None:
         info = b["extra_info"]
         assert info["verified"] is True, b["name"]
         lat = info["latency_ms"]
-        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        # each of a request's statements is a round trip: through the 2 ms path the median
+        # request cannot take less than that many RTTs (latency measured per request, in ms)
+        floor = pools.STATEMENTS_PER_REQUEST * info["rtt_ms"] * 0.95
+        assert max(floor, 0.0) < lat["p50"], (b["name"], lat)
         assert info["throughput_rps"] > 0 and info["connections"] >= 1
         assert 0 < info["client_cpu"] <= os.cpu_count()
         # the test's servers run here, where their processes can be read (in 10 ms clock
         # ticks: a smoke round can be shorter than one)
         assert 0 <= info["server_cpu"] <= os.cpu_count(), b["name"]
-        assert info["pool_wait_ms"]["p50"] <= info["pool_wait_ms"]["p99"]
+        if info["pool_class"] == "QueuePool" and info["pool_size"] >= info["concurrency"]:
+            # a connection for every client: nobody waits for one longer than a request takes
+            assert info["pool_wait_ms"]["p99"] < lat["p50"], (b["name"], info["pool_wait_ms"])
         if info["pool_class"] == "QueuePool" and info["pool_timeout"] >= 30:
             assert info["timeouts"] == 0
             assert info["connections"] <= info["pool_size"] + info["max_overflow"]
