@@ -11,6 +11,7 @@ only the await of one coroutine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import time
@@ -34,6 +35,11 @@ T = TypeVar("T")
 
 KEPT_RESULTS = 64
 """How many of the last results of the timed calls are kept for verification."""
+
+COUNTED_CALLS = 3
+"""Calls made after the timed ones, untimed, to count statements and rows per operation: the
+counting listener and fetch strategy are off while pytest-benchmark times (README, "What is
+timed"). Operations in fixed rounds are counted as they run."""
 
 
 class VerificationError(AssertionError):
@@ -71,9 +77,20 @@ class StatementCounter:
         self._engines.append(sync_engine)
 
     def detach(self) -> None:
-        for engine in self._engines:
-            event.remove(engine, "before_cursor_execute", self._on_execute)
+        self.pause()
         self._engines.clear()
+
+    def pause(self) -> None:
+        """Stop counting the attached engines (listener and fetch strategy off) until
+        `resume`: what the harness adds must not run inside the timer."""
+        for engine in self._engines:
+            if event.contains(engine, "before_cursor_execute", self._on_execute):
+                event.remove(engine, "before_cursor_execute", self._on_execute)
+
+    def resume(self) -> None:
+        for engine in self._engines:
+            if not event.contains(engine, "before_cursor_execute", self._on_execute):
+                event.listen(engine, "before_cursor_execute", self._on_execute)
 
 
 class _CountingFetchStrategy(CursorFetchStrategy):
@@ -263,6 +280,7 @@ def measure(
         keep(op())
         _spin_for(slowdown, started)
 
+    rounds = _dropping_kept(rounds, kept)
     before, rows_before = counter.count, counter.rows
     probe = _counting_probe()
     if probe is not None:  # the counting process: count the same calls instead of timing them
@@ -276,8 +294,41 @@ def measure(
 
         _count(benchmark, probe, counted_target, rounds)
         return _outcome(calls, counter, before, rows_before, kept)
-    _run(benchmark, slowed_target if slowdown else target, rounds)
-    return _outcome(calls, counter, before, rows_before, kept)
+    if rounds is not None:
+        # fixed rounds change state (an insert into an emptied table): a call cannot be
+        # repeated outside them, so they are counted as they run; one counted statement per
+        # execute or executemany is nothing beside a bulk insert or a pool's round
+        _run(benchmark, slowed_target if slowdown else target, rounds)
+        return _outcome(calls, counter, before, rows_before, kept)
+    counter.pause()
+    try:
+        _run(benchmark, slowed_target if slowdown else target, rounds)
+    finally:
+        counter.resume()
+    timed = calls
+    if timed == 0:
+        raise VerificationError("the benchmark never called its operation")
+    # the counted calls: after the timed ones, outside the timer, warm as they were
+    before, rows_before = counter.count, counter.rows
+    for _ in range(COUNTED_CALLS):
+        op()
+    counted = _outcome(COUNTED_CALLS, counter, before, rows_before, kept)
+    return dataclasses.replace(counted, calls=timed)
+
+
+def _dropping_kept(rounds: Rounds | None, kept: deque[Any]) -> Rounds | None:
+    """Fixed rounds whose untimed setup first lets go of the previous round's result: kept
+    into the next round, a 100,000-object insert's result doubled the process's memory while
+    that round was timed. The last round's result is still kept for verification."""
+    if rounds is None:
+        return None
+    setup = rounds.setup
+
+    def drop_then_setup() -> None:
+        kept.clear()
+        setup()
+
+    return dataclasses.replace(rounds, setup=drop_then_setup)
 
 
 def _counting_probe() -> counting.Probe | None:
@@ -344,6 +395,7 @@ async def measure_async(
 
     if slowdown:
         target = slowed_target
+    rounds = _dropping_kept(rounds, kept)
     before, rows_before = counter.count, counter.rows
     probe = _counting_probe()
     if probe is not None:  # the counting process: count the same calls instead of timing them
@@ -358,8 +410,22 @@ async def measure_async(
         await greenlet_spawn(_count, benchmark, probe, lambda: _await(counted_target()), rounds)
         return _outcome(calls, counter, before, rows_before, kept)
     _time_rounds_in_loop(benchmark, target)
-    await greenlet_spawn(_run, benchmark, lambda: _await(target()), rounds)
-    return _outcome(calls, counter, before, rows_before, kept)
+    if rounds is not None:  # counted as they run (see measure)
+        await greenlet_spawn(_run, benchmark, lambda: _await(target()), rounds)
+        return _outcome(calls, counter, before, rows_before, kept)
+    counter.pause()
+    try:
+        await greenlet_spawn(_run, benchmark, lambda: _await(target()), rounds)
+    finally:
+        counter.resume()
+    timed = calls
+    if timed == 0:
+        raise VerificationError("the benchmark never called its operation")
+    before, rows_before = counter.count, counter.rows
+    for _ in range(COUNTED_CALLS):
+        await op()
+    counted = _outcome(COUNTED_CALLS, counter, before, rows_before, kept)
+    return dataclasses.replace(counted, calls=timed)
 
 
 def _time_rounds_in_loop(benchmark: Any, target: Callable[[], Awaitable[None]]) -> None:
