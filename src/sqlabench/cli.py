@@ -333,6 +333,42 @@ def report_command(result_paths: tuple[str, ...], out_dir: str) -> None:
     click.echo(f"wrote {md_path} and {html_path}")
 
 
+@cli.command("publish")
+@click.argument("result_paths", metavar="RESULT...", nargs=-1)
+@click.option(
+    "--out", "readme", default="results/README.md", show_default=True, metavar="FILE",
+    help="The page to write.",
+)  # fmt: skip
+@click.option(
+    "--check", "check_only", is_flag=True,
+    help="Write nothing: exit 1 if the page no longer matches the result files it names.",
+)  # fmt: skip
+@one_line_errors
+def publish_command(result_paths: tuple[str, ...], readme: str, check_only: bool) -> None:
+    """Write the published page from RESULT files only: each file's report and charts beside
+    it, and a page (results/README.md) whose every number is computed from them, naming them.
+    """
+    from pathlib import Path
+
+    from sqlabench import publish
+
+    page = Path(readme)
+    if check_only:
+        if not page.is_file():
+            raise SqlabenchError(f"no page to check at {page}")
+        differences = publish.check(page)
+        for line in differences:
+            click.echo(line)
+        if differences:
+            raise SystemExit(1)
+        click.echo(f"{page} matches the result files it names")
+        return
+    if not result_paths:
+        raise SqlabenchError("name the result files to publish")
+    written = publish.publish([Path(p) for p in result_paths], page)
+    click.echo(f"wrote {written} (and each file's report beside it)")
+
+
 threshold_option = click.option(
     "--threshold",
     type=float,

@@ -36,7 +36,8 @@ class Report:
     extra_charts: list[Path] = field(default_factory=list)
 
 
-def _latency(result: ResultFile) -> str:
+def latency(result: ResultFile) -> str:
+    """How the run reached its servers: the injected RTT, the benchmarks that ran at their own."""
     if result.info.rtt_ms:
         return f"injected RTT {result.info.rtt_ms:g} ms"
     own = sorted({float(b.extra_info["rtt_ms"]) for b in result.benchmarks
@@ -102,7 +103,7 @@ def environment_lines(result: ResultFile) -> list[str]:
         "",
         f"Machine `{info.machine}`; Python {info.python}; SQLAlchemy {info.sqlalchemy}; "
         f"sqlabench {info.suite_version} at commit `{info.suite_commit}`; "
-        + _latency(result)
+        + latency(result)
         + (f"; {info.repeat} passes" if info.repeat > 1 else "")
         + ".",
         "",

@@ -42,7 +42,7 @@ TIMING: dict[str, list[str]] = {
         "--benchmark-min-rounds=3", "--benchmark-max-time=0.005", "--benchmark-warmup=off",
     ],
     "quick": [
-        "--benchmark-min-rounds=2", "--benchmark-max-time=0.04", "--benchmark-min-time=0.00002",
+        "--benchmark-min-rounds=2", "--benchmark-max-time=0.03", "--benchmark-min-time=0.00002",
         "--benchmark-warmup=on", "--benchmark-warmup-iterations=2",
     ],
     "full": [
