@@ -195,6 +195,39 @@ def test_each_pass_is_measured_in_a_fresh_process_with_its_own_hash_seed(
     assert headline["median"] == statistics.median(bench["extra_info"]["pass_medians"])
 
 
+SEEDS_ONCE = '''"""How often is the database seeded?"""
+from pathlib import Path
+
+QUESTION = "seeds"
+PROFILES = {"smoke": 1, "quick": 1, "full": 1}
+
+
+def seed(target):
+    with open(Path(__file__).with_suffix(".log"), "a") as log:
+        log.write(f"seeded {target.family.name}\\n")
+
+
+def test_seeds(benchmark, sqlabench_run):
+    [backend] = sqlabench_run.backends
+    sqlabench_run.seeded(backend, "seeds:1", seed)
+    benchmark(lambda: None)
+    benchmark.extra_info.update(question=QUESTION, backend=backend.name, mode="sync", verified=True)
+'''
+
+
+def test_the_database_is_seeded_once_per_run_not_once_per_worker(tmp_path: Path) -> None:
+    """Seeding in every worker rewrote the tables (and their WAL, statistics, vacuum work)
+    under the benchmarks of the next one; the run seeds each database once."""
+    module = tmp_path / "seeds.py"
+    module.write_text(SEEDS_ONCE)
+    done = run_cli(
+        "run", str(module), "-b", "sqlite", "--repeat", "3", "--out", str(tmp_path / "out"),
+        "--profile", "smoke",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "seeds.log").read_text().splitlines() == ["seeded sqlite"]
+
+
 def test_repeat_runs_passes_and_joins_their_rounds(tmp_path: Path) -> None:
     done = run_cli(
         "run", "engines", "--profile", "smoke", "-b", "sqlite", "-k", "raw and pk_lookup",

@@ -8,6 +8,7 @@ given), the seeded data, progress lines and the `sqlabench` object of the result
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import shutil
@@ -22,7 +23,7 @@ import pytest
 import sqlalchemy
 
 import sqlabench
-from sqlabench import counting, stopping
+from sqlabench import counting, files, stopping
 from sqlabench.backends import Backend, Target, resolve_backends
 from sqlabench.errors import SqlabenchError
 from sqlabench.families import Family, families, server_urls
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 _CONTEXT_KEY = pytest.StashKey["RunContext"]()
+
+RUN_DIR_ENV = "SQLABENCH_RUN_DIR"
+"""Set by the runner for its worker processes: the run's directory, shared by its workers."""
 
 
 class RunContext:
@@ -103,8 +107,14 @@ class RunContext:
         self._servers = dict(servers or {})
         self._versions = dict(versions or {})
         self._stack = contextlib.ExitStack()
-        self._workdir = Path(tempfile.mkdtemp(prefix="sqlabench-"))
-        self._stack.callback(shutil.rmtree, self._workdir, ignore_errors=True)
+        shared = os.environ.get(RUN_DIR_ENV)
+        if shared:
+            # a worker process: SQLite files and the record of what each database holds are
+            # the run's, kept by its runner from one worker to the next
+            self._workdir = Path(shared)
+        else:
+            self._workdir = Path(tempfile.mkdtemp(prefix="sqlabench-"))
+            self._stack.callback(shutil.rmtree, self._workdir, ignore_errors=True)
         self._datasets: dict[str, str] = {}
         self.counting: dict[str, Any] | None = None
         """What the counting pass did, for the result (None: no counting pass)."""
@@ -134,11 +144,40 @@ class RunContext:
         Backends sharing a server share its data; seeding another dataset replaces the tables.
         """
         target = self.target(backend)
-        if self._datasets.get(repr(target)) != dataset:
-            # seeding goes straight to the server, not through an injected latency
-            seed(self._direct.get(backend.server, target))
-            self._datasets[repr(target)] = dataset
+        # seeding goes straight to the server, not through an injected latency (whose port
+        # is each worker's own): the database is known by its direct address
+        direct = self._direct.get(backend.server, target)
+        if self._holds(direct) != dataset:
+            self._record(direct, None)  # a seed cut short leaves no claim behind
+            seed(direct)
+            self._record(direct, dataset)
         return target
+
+    def _holds(self, target: Target) -> str | None:
+        """The dataset this run last seeded into `target`: in this process, or, in a worker,
+        in an earlier worker of the same run (the run holds the database's lock throughout,
+        so nothing else has changed it since)."""
+        known = self._datasets.get(repr(target))
+        if known is None and os.environ.get(RUN_DIR_ENV):
+            with contextlib.suppress(OSError):
+                return self._seeded_file(target).read_text(encoding="utf-8")
+        return known
+
+    def _record(self, target: Target, dataset: str | None) -> None:
+        if dataset is None:
+            self._datasets.pop(repr(target), None)
+        else:
+            self._datasets[repr(target)] = dataset
+        if os.environ.get(RUN_DIR_ENV):
+            marker = self._seeded_file(target)
+            if dataset is None:
+                marker.unlink(missing_ok=True)
+            else:
+                files.write_atomic(marker, dataset, overwrite=True)
+
+    def _seeded_file(self, target: Target) -> Path:
+        key = hashlib.sha256(repr(target).encode()).hexdigest()[:16]
+        return self._workdir / f"seeded-{key}.txt"
 
     def paths(self) -> list[InjectedPath]:
         """Every latency path running: the run's, and those benchmarks asked for."""

@@ -26,7 +26,7 @@ from sqlabench.database import exclusive_use, prepare
 from sqlabench.errors import SqlabenchError
 from sqlabench.families import server_urls
 from sqlabench.latency import check_rtt, injected_latency
-from sqlabench.plugin import RunContext
+from sqlabench.plugin import RUN_DIR_ENV, RunContext
 from sqlabench.stopping import stop_handlers, stop_signal_name, stops_held
 
 DEFAULT_OUT = Path("results/runs")
@@ -249,7 +249,13 @@ def _worker_pass(
     context.pass_number = number
     # a hash seed of its own per worker: hash order is one of the things that moves a
     # process's timings, and the headline is meant to sample it (pyperf does the same)
-    env = {**context.counting_env(), "PYTHONHASHSEED": str(random.randrange(1, 2**32))}
+    env = {
+        **context.counting_env(),
+        "PYTHONHASHSEED": str(random.randrange(1, 2**32)),
+        # each database is seeded once per run, by the first worker that needs its dataset
+        RUN_DIR_ENV: str(scratch / "shared"),
+    }
+    (scratch / "shared").mkdir(exist_ok=True)
     try:
         status = worker.run_worker(spec, scratch, env)
         stopped = False
