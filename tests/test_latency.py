@@ -83,8 +83,9 @@ def test_the_proxy_adds_the_round_trip_it_was_asked_for(postgres_url: str) -> No
     # (which also holds the client's own delays: more of them on a loaded machine)
     assert seen["round_trips"] == 50
     assert seen["p50"] == pytest.approx(2.0, rel=0.05), seen
-    # (the proxy's hop is an estimate, taken once: 2% for its noise)
-    assert seen["p50"] <= statistics.median(times) * 1.02, (seen, times)
+    # (the proxy's hop is an estimate, taken once: 5% for its noise; make test's other work
+    # on the two cores saw 2.8%)
+    assert seen["p50"] <= statistics.median(times) * 1.05, (seen, times)
 
 
 def test_the_path_holds_with_many_connections_busy(postgres_url: str) -> None:

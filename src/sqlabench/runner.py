@@ -279,7 +279,8 @@ def _worker_pass(
             raise SqlabenchError(status["error"])
         context.failures.append({"benchmark": "(session)", "error": status["error"]})
         return pytest.ExitCode.INTERNAL_ERROR
-    context.failures += status.get("failures", [])
+    # a benchmark failing the same way in every worker is one failure
+    context.failures += [f for f in status.get("failures", []) if f not in context.failures]
     context.interrupted += status.get("interrupted", [])
     if number == 1:
         context.skipped += status.get("skipped", [])
