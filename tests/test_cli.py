@@ -243,3 +243,28 @@ def test_repeat_runs_passes_and_joins_their_rounds(tmp_path: Path) -> None:
     assert bench["stats"]["rounds"] == len(bench["stats"]["data"]) >= 6
     bad = run_cli("run", "engines", "-b", "sqlite", "--repeat", "0", "--out", str(tmp_path / "x"))
     assert_one_line_error(bad, "--repeat must be from 1 to 100, not 0")
+
+
+def test_a_worker_that_crashes_is_a_failure_of_the_run_not_a_quiet_success(
+    tmp_path: Path,
+) -> None:
+    """Only one-line errors were caught in the worker: any other exception left an empty
+    status, which the runner took as a pass that went well (exit 0, nothing measured)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "if 'sqlabench.worker' in getattr(sys, 'orig_argv', []):\n"
+        "    import sqlabench.runner\n"
+        "    def start(*args, **kwargs):\n"
+        "        raise RuntimeError('boom')\n"
+        "    sqlabench.runner.start = start\n"
+    )
+    done = run_cli(
+        "run", "engines", "-b", "sqlite", "--profile", "smoke", "--out", str(tmp_path / "out"),
+        env={"PYTHONPATH": str(site)},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    [path] = (tmp_path / "out").glob("*.json")
+    failures = json.loads(path.read_text())["sqlabench"]["failures"]
+    assert any("crashed: RuntimeError: boom" in f["error"] for f in failures), failures

@@ -301,3 +301,13 @@ def test_counting_runs_outside_the_timed_calls(tmp_path: Path, mode: str) -> Non
         engine.sync_engine if mode == "async" else engine, "before_cursor_execute",
         counter._on_execute,
     )  # fmt: skip
+
+
+def test_every_kept_round_survives_when_a_benchmark_keeps_them_all() -> None:
+    """pools keeps each timed round's load (keep_last=rounds): letting go of the previous
+    result must drop only what would be pushed out, or every round but the last is lost."""
+    rounds = Rounds(3, lambda: None, warmup_rounds=1)
+    made = iter(range(10))
+    outcome = measure(PedanticOnly(), lambda: next(made), StatementCounter(), keep_last=3,
+                      rounds=rounds)  # fmt: skip
+    assert outcome.results == [1, 2, 3]  # the three timed rounds, after warm-up 0

@@ -79,6 +79,11 @@ def test_a_file_of_several_passes_contributes_each_pass_median(tmp_path: Path) -
     assert bench["extra_info"]["pass_rounds"] == [3, 2, 1]
     assert bench["stats"]["data"] == [1.0, 2.0, 3.0, 2.0, 4.0, 9.0]
     assert merged["sqlabench"]["repeat"] == 3
+    # the headline is the median of the three passes' medians (the file of two passes first
+    # became one value per file: 5.5 over 2 "processes")
+    assert bench["extra_info"]["time"]["median"] == 3.0
+    assert bench["extra_info"]["time"]["processes"] == 3
+    assert results.parse(merged, "merged").benchmarks[0].median == 3.0
 
 
 def test_pass_medians_are_recomputed_from_pass_rounds_when_missing(tmp_path: Path) -> None:

@@ -117,6 +117,7 @@ def test_passes_are_merged_round_by_round() -> None:
         # the median of the two processes' medians; resampled, the median of two is one of
         # them or their mean: the interval runs from the one to the other
         "time": {"median": 3.25, "ci95": [2.0, 4.5], "processes": 2},
+        "pass_numbers": [1, 2],
     }  # fmt: skip
     failed_once = results.merge_passes([one_pass([1.0], True), one_pass([2.0], False)])
     assert failed_once["benchmarks"][0]["extra_info"]["verified"] is False
@@ -203,3 +204,20 @@ def test_a_ratio_of_one_runs_benchmarks_pairs_their_processes() -> None:
     assert paired_clear / trials >= 0.9
     assert apart_clear / trials <= 0.5
     assert not results.ratio(bench_of([1.0]), bench_of([2.0, 2.0])).known
+
+
+def test_a_ratio_pairs_processes_by_pass_not_by_position() -> None:
+    """A failed in pass 2 and B in pass 4 of five: both have four processes, and by position
+    pass 3 of A would sit beside pass 2 of B. Each pass's process moved both alike here, so
+    paired by pass the ratio is exactly 1.2; paired by position it would spread."""
+    factors = [1.0, 1.5, 0.7, 1.3, 0.9]
+    a_passes, b_passes = [1, 3, 4, 5], [1, 2, 3, 5]
+
+    def bench(base: float, passes: list[int]) -> results.BenchmarkResult:
+        medians = [base * factors[k - 1] for k in passes]
+        info = {"pass_medians": medians, "pass_numbers": passes,
+                "time": results.headline_time(medians)}  # fmt: skip
+        return results.BenchmarkResult("x", "x", info, {"median": -1.0})
+
+    value = results.ratio(bench(1.2, a_passes), bench(1.0, b_passes))
+    assert value.low == pytest.approx(1.2) and value.high == pytest.approx(1.2)

@@ -75,7 +75,8 @@ def calibrate(options: Options, say: Callable[[str], None]) -> tuple[dict[str, A
     if options.trials < 1 or options.passes < 1:
         raise SqlabenchError("--trials and --passes must be at least 1")
     run_args = options.run_args or list(DEFAULT_RUN_ARGS)
-    args = [*run_args, "--profile", options.profile]
+    # one process per pass: the schedule of passes is what samples processes here
+    args = [*run_args, "--profile", options.profile, "--repeat", "1"]
     results.ensure_writable_dir(options.out)
     log = options.out / "runs.log"
 

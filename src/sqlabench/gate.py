@@ -294,7 +294,9 @@ def run_gate(opts: Options, say: Say) -> Outcome:
     out = opts.out.resolve()
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    run_args = [*opts.questions, "--profile", opts.profile, *opts.extra]
+    # a gate pass is one process of each side, interleaved: the gate's own schedule samples
+    # the processes (a run's default of several worker processes would pool them unpaired)
+    run_args = [*opts.questions, "--profile", opts.profile, "--repeat", "1", *opts.extra]
     head = Side(head_command(), root)
     with base_checkout(root, base_sha, opts.keep_worktree, say) as tree:
         base_command = install_base(tree, opts.base, logs, say)
@@ -412,7 +414,7 @@ def confirmation_args(
     }
     flagged = dict.fromkeys(by_name[n] for n in slower if by_name.get(n))
     chosen = [files_of.get(name, name) for name in flagged] or opts.questions
-    common = [*chosen, "--profile", opts.profile, *opts.extra]
+    common = [*chosen, "--profile", opts.profile, "--repeat", "1", *opts.extra]
     only = [arg for name in slower for arg in ("--only", name)]
     args = {name: [*common, *only] if s.has_only else common for name, s in sides.items()}
     if not sides["base"].has_only:

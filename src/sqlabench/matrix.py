@@ -186,7 +186,9 @@ def run_matrix(
         spec, python = specs[index], pythons[index]
         say(f"matrix: pass {number}/{passes}, {spec.text}")
         where = session / spec.label / f"pass-{number}"
-        command = [str(python), "-m", "sqlabench", "run", *question_names, *run_args]
+        # one process per pass: the interleaved passes are the matrix's samples
+        command = [str(python), "-m", "sqlabench", "run", *question_names, "--repeat", "1",
+                   *run_args]  # fmt: skip
         code, stderr = _run_child([*command, "--out", str(where)], env, session, say)
         lines = stderr.strip().splitlines()
         last = lines[-1] if lines else "(no output)"

@@ -325,7 +325,9 @@ def _dropping_kept(rounds: Rounds | None, kept: deque[Any]) -> Rounds | None:
     setup = rounds.setup
 
     def drop_then_setup() -> None:
-        kept.clear()
+        # only what this round's result would push out: pools keeps every round's load
+        if kept.maxlen is not None and len(kept) >= kept.maxlen:
+            kept.popleft()
         setup()
 
     return dataclasses.replace(rounds, setup=drop_then_setup)

@@ -111,8 +111,9 @@ def build(paths: Sequence[Path], readme: Path) -> str:
         "```sh",
         "make install",
         *(
+            # the run's own number of passes: a profile's default may have changed since
             f".venv/bin/sqlabench run {' '.join(r.info.questions)} --profile {r.info.profile}"
-            + (f" --repeat {r.info.repeat}" if r.info.repeat > 1 else "")
+            f" --repeat {r.info.repeat}"
             for r in sorted(loaded, key=lambda r: r.info.started)
         ),
         f"# then, with the new files in {readme.parent.name}/published/:",

@@ -69,6 +69,7 @@ class HarnessInfo(TypedDict, total=False):
 
     time: HeadlineTime
     passes: int
+    pass_numbers: list[int]
     pass_rounds: list[int]
     pass_medians: list[float]
     instructions: float
@@ -201,11 +202,13 @@ def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
 
     merged = dict(passes[-1])
     by_name: dict[str, list[dict[str, Any]]] = {}
-    for one in passes:
+    numbers: dict[str, list[int]] = {}
+    for number, one in enumerate(passes, 1):
         for bench in one.get("benchmarks", []):
             by_name.setdefault(bench["name"], []).append(bench)
+            numbers.setdefault(bench["name"], []).append(number)
     benchmarks = []
-    for copies in by_name.values():
+    for name, copies in by_name.items():
         bench = dict(copies[-1])
         data = [x for c in copies for x in c["stats"].get("data", [])]
         stats = dict(bench["stats"])
@@ -243,6 +246,9 @@ def merge_passes(passes: list[dict[str, Any]]) -> dict[str, Any]:
             for c in copies
         ]
         info["time"] = headline_time(info["pass_medians"])
+        # which passes those were: a benchmark that failed in one pass has none from it, and
+        # a ratio pairs two benchmarks' processes by pass, never by position
+        info["pass_numbers"] = numbers[name]
         bench["extra_info"] = info
         benchmarks.append(bench)
     merged["benchmarks"] = benchmarks
@@ -297,9 +303,18 @@ def ratio(a: BenchmarkResult, b: BenchmarkResult) -> Ratio:
     first, second = np.asarray(a.process_medians), np.asarray(b.process_medians)
     if len(first) < 2 or len(second) < 2:
         return Ratio(value)
+    paired = len(first) == len(second)
+    pass_a, pass_b = a.extra_info.get("pass_numbers"), b.extra_info.get("pass_numbers")
+    if isinstance(pass_a, list) and isinstance(pass_b, list):
+        # the processes both ran: pass k of one beside pass k of the other
+        common = sorted(set(pass_a) & set(pass_b))
+        paired = len(common) >= 2 and len(pass_a) == len(first) and len(pass_b) == len(second)
+        if paired:
+            first = np.asarray([first[pass_a.index(k)] for k in common])
+            second = np.asarray([second[pass_b.index(k)] for k in common])
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     picks = rng.integers(0, len(first), size=(BOOTSTRAP_RESAMPLES, len(first)))
-    if len(first) == len(second):
+    if paired:
         others = picks
     else:
         others = rng.integers(0, len(second), size=(BOOTSTRAP_RESAMPLES, len(second)))
@@ -480,7 +495,12 @@ def merge_files(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
             else:
                 medians.append(float(stats["median"]))
             rounds += blocks
-        bench["extra_info"].update(passes=passes, pass_rounds=rounds, pass_medians=medians)
+        bench["extra_info"].pop("pass_numbers", None)  # one file's numbering, not the merge's
+        bench["extra_info"].update(
+            passes=passes, pass_rounds=rounds, pass_medians=medians,
+            # the headline over every pass of every file, not one value per file
+            time=headline_time(medians),
+        )  # fmt: skip
     infos = [r.info for r in ordered]
     # each backend as the earliest file that ran it recorded it
     backends = {b.name: b for i in reversed(infos) for b in i.backends}

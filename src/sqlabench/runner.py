@@ -274,8 +274,11 @@ def _worker_pass(
             f"run has that id ({'+'.join(q.name for q in chosen)} on "
             f"{', '.join(b.name for b in backends)}; ids as in a result file)"
         )
+    if "error" not in status and "exit_code" not in status:
+        status["error"] = f"the worker process of pass {number} ended without saying how"
     if "error" in status:
-        if not passes and not context.finished_any:
+        crashed = status.get("exit_code") == pytest.ExitCode.INTERNAL_ERROR
+        if not passes and not context.finished_any and not crashed:
             raise SqlabenchError(status["error"])
         context.failures.append({"benchmark": "(session)", "error": status["error"]})
         return pytest.ExitCode.INTERNAL_ERROR

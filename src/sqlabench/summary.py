@@ -191,7 +191,13 @@ def interval_note(benches: Sequence[BenchmarkResult]) -> list[str]:
     if not counts or counts[-1] < 2:
         return []
     processes = "/".join(map(str, counts))
+    few = (
+        " (with fewer than 5 processes it is simply their range, and holds the truth less "
+        "often than 95%)"
+        if counts[0] < 5
+        else ""
+    )
     return [
-        f"In brackets: the ratio's 95% interval over {processes} worker processes (bootstrap, "
-        f"processes paired); ratios whose interval stays within ±{TIE_BAND:.0%} are ties."
+        f"In brackets: the ratio's interval over {processes} worker processes (95% bootstrap, "
+        f"processes paired){few}; ratios whose interval stays within ±{TIE_BAND:.0%} are ties."
     ]

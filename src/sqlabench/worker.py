@@ -31,6 +31,7 @@ import pytest
 from sqlabench import files, selection, stopping
 from sqlabench import questions as question_registry
 from sqlabench.errors import SqlabenchError
+from sqlabench.masking import mask_text
 
 
 class WorkerSpec(TypedDict):
@@ -72,6 +73,7 @@ def main(argv: list[str]) -> int:
     from sqlabench.plugin import RunnerHooks
     from sqlabench.runner import start, stops_in_callbacks_unprinted
 
+    _die_with_runner()
     spec_path, out = Path(argv[0]), Path(argv[1])
     spec: WorkerSpec = json.loads(spec_path.read_text())
     status: WorkerStatus = {}
@@ -104,7 +106,13 @@ def main(argv: list[str]) -> int:
                 interrupted=context.interrupted,
             )  # fmt: skip
         except SqlabenchError as problem:
-            status["error"] = context.mask(str(problem)) if context else str(problem)
+            status["error"] = context.mask(str(problem)) if context else mask_text(str(problem))
+        except Exception as crash:  # said as a failure of the pass, never lost
+            text = f"the worker of pass {spec['number']} crashed: {type(crash).__name__}: {crash}"
+            status = WorkerStatus(
+                error=context.mask(text) if context else mask_text(text),
+                exit_code=int(pytest.ExitCode.INTERNAL_ERROR),
+            )
         finally:
             if "exit_code" not in status and stopping.requested():
                 status["exit_code"] = int(pytest.ExitCode.INTERRUPTED)
@@ -114,6 +122,21 @@ def main(argv: list[str]) -> int:
                 files.write_atomic(out, json.dumps(status), overwrite=True)
                 stopping.acknowledge()
     return 0
+
+
+def _die_with_runner() -> None:
+    """A worker has its own session, so a terminal's signals reach only the runner; if the
+    runner itself is killed (SIGKILL, a CI timeout), the kernel stops the worker as Ctrl-C
+    would (Linux), so no worker runs on after the run's lock and directory are gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() == 1:  # the runner was gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_worker(spec: WorkerSpec, scratch: Path, env: dict[str, str]) -> WorkerStatus | None:

@@ -109,6 +109,9 @@ class Presentation:
 
 HARNESS_MODULES = (
     "measure", "counting", "plugin", "scenario", "backends", "models", "latency",
+    # the worker processes, and the runner's TIMING and PROCESSES: how many values, from how
+    # many processes, make a headline
+    "worker", "runner",
 )  # fmt: skip
 """The library modules every question's timed (or counted) path runs through (the latency
 proxy: every number taken through `--rtt-ms` or a question's own latency variant)."""

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import secrets
 import statistics
 import threading
 import time
@@ -273,6 +274,7 @@ def _owner() -> int:
 # --- one load: C clients, R requests each -------------------------------------------------------
 
 _names = itertools.count(1)
+_WORKER = secrets.token_hex(4)  # unique across the run's workers, which share the database
 
 
 @dataclass
@@ -376,7 +378,7 @@ class SyncLoad:
         written: dict[int, str] = {}
         for i in range(self.requests):
             uid = ids[i % IDS_PER_CLIENT]
-            name = f"user {uid} p{next(_names)}"
+            name = f"user {uid} p{next(_names)} w{_WORKER}"
             begun, set_up = clock(), tally.setup_time()
             try:
                 conn = engine.connect()
@@ -424,7 +426,7 @@ async def async_load(
         ids = client_ids(index)
         for i in range(requests):
             uid = ids[i % IDS_PER_CLIENT]
-            name = f"user {uid} p{next(_names)}"
+            name = f"user {uid} p{next(_names)} w{_WORKER}"
             begun, set_up = clock(), tally.setup_time()
             try:
                 conn = await engine.connect()
