@@ -71,7 +71,9 @@ def test_the_confirmation_reruns_the_flagged_ids_with_only(tmp_path: Path) -> No
     opts = gate.Options(base="main", profile="smoke", extra=["-b", "sqlite"])
     new, old = gate.Side(["new"], tmp_path), gate.Side(["old"], tmp_path, has_only=False)
     args = gate.confirmation_args([flagged], merged, opts, {"base": new, "head": new}, print)
-    common = [bench["extra_info"]["question"], "--profile", "smoke", "-b", "sqlite"]
+    # one process per side and pass: the gate's interleaving samples the processes
+    common = [bench["extra_info"]["question"], "--profile", "smoke", "--repeat", "1",
+              "-b", "sqlite"]  # fmt: skip
     assert args == {"base": [*common, "--only", flagged], "head": [*common, "--only", flagged]}
     said: list[str] = []
     args = gate.confirmation_args([flagged], merged, opts, {"base": old, "head": new}, said.append)
